@@ -1,0 +1,1 @@
+"""Deribit-compatible JSON-RPC API over HTTP and WebSocket."""

@@ -1,0 +1,47 @@
+"""Every limit in one place, with the relations between them asserted.
+
+A queue, batch, message or loop without a limit is a bug. Names put the unit
+last (``frame_bytes_max``).
+"""
+
+from __future__ import annotations
+
+# --- exchange --------------------------------------------------------------
+open_orders_per_account_max = 200
+labels_bytes_max = 64
+combo_legs_min = 2
+combo_legs_max = 4
+combo_ratio_max = 10
+instruments_max = 10_000
+strikes_per_listing_max = 200
+accounts_max = 10_000_000
+levels_walked_per_order_max = 1_000  # a taker sweeps at most this many price levels
+fills_per_order_max = 10_000
+
+# --- blocks and commands ---------------------------------------------------
+command_bytes_max = 4 * 1024
+block_commands_max = 4_096
+block_bytes_max = block_commands_max * command_bytes_max
+block_wait_ms_max = 5
+
+# --- consensus -------------------------------------------------------------
+raft_entries_per_append_max = 256
+raft_append_bytes_max = 4 * 1024 * 1024
+raft_inflight_appends_max = 64
+raft_snapshot_chunk_bytes = 1024 * 1024
+
+# --- wire ------------------------------------------------------------------
+frame_bytes_max = 16 * 1024 * 1024
+peer_queue_frames_max = 4_096
+
+# --- api -------------------------------------------------------------------
+http_body_bytes_max = 64 * 1024
+ws_message_bytes_max = 64 * 1024
+subscriptions_per_session_max = 256
+
+assert combo_legs_min <= combo_legs_max
+assert block_bytes_max <= raft_append_bytes_max * raft_entries_per_append_max
+assert raft_append_bytes_max + 1024 <= frame_bytes_max, "an append must fit one frame"
+assert raft_snapshot_chunk_bytes + 1024 <= frame_bytes_max, "a chunk must fit one frame"
+assert command_bytes_max <= http_body_bytes_max
+assert block_bytes_max <= frame_bytes_max

@@ -1,0 +1,1 @@
+"""The exchange state machine: pure, deterministic; `apply` is its only mutator."""

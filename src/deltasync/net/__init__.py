@@ -1,0 +1,1 @@
+"""Networking: framing, asyncio transport, peer connections."""

@@ -1,0 +1,1 @@
+"""The node: wires consensus, storage, net and the state machine together."""

@@ -1,0 +1,1 @@
+"""Durable storage: WAL, snapshots, data-dir layout."""
