@@ -39,9 +39,26 @@ http_body_bytes_max = 64 * 1024
 ws_message_bytes_max = 64 * 1024
 subscriptions_per_session_max = 256
 
+# --- commitment (Merkle state tree) ------------------------------------------
+merkle_key_bytes_max = 1024
+merkle_value_bytes_max = 1024 * 1024
+merkle_diff_keys_max = 4_096  # divergent keys named by one diff walk
+merkle_proof_bytes_max = 1024 * 1024  # a proof carries one bucket and 60 sibling hashes
+
+# --- storage (WAL, snapshots) ----------------------------------------------
+wal_record_bytes_max = block_bytes_max + 4 * 1024  # one log entry: a block plus its framing
+wal_segment_bytes_target = 64 * 1024 * 1024  # a segment is closed once it reaches this size
+wal_batch_records_max = 65_536  # records in one group commit
+wal_segments_max = 100_000
+snapshot_bytes_max = 4 * 1024 * 1024 * 1024
+snapshots_kept_default = 3
+
 assert combo_legs_min <= combo_legs_max
 assert block_bytes_max <= raft_append_bytes_max * raft_entries_per_append_max
 assert raft_append_bytes_max + 1024 <= frame_bytes_max, "an append must fit one frame"
 assert raft_snapshot_chunk_bytes + 1024 <= frame_bytes_max, "a chunk must fit one frame"
 assert command_bytes_max <= http_body_bytes_max
 assert block_bytes_max <= frame_bytes_max
+assert merkle_value_bytes_max + merkle_key_bytes_max < frame_bytes_max
+assert wal_record_bytes_max <= wal_segment_bytes_target, "a record must fit one segment"
+assert snapshots_kept_default >= 1
