@@ -78,7 +78,7 @@ def value_digest(value: bytes) -> bytes:
 
 
 def _entry(key: bytes, vh: bytes) -> bytes:
-    return len(key).to_bytes(2, "big") + key + vh
+    return _KEY_PREFIX[len(key)] + key + vh
 
 
 def _empty_hashes() -> list[bytes]:
@@ -94,6 +94,8 @@ _INDEXES = tuple(range(BUCKETS))  # shared int objects for the slot cache
 
 EMPTY_HASHES: tuple[bytes, ...] = tuple(_empty_hashes())
 EMPTY_ROOT: bytes = EMPTY_HASHES[0]
+_EMPTY_BUCKET = EMPTY_HASHES[DEPTH]
+_KEY_PREFIX = tuple(size.to_bytes(2, "big") for size in range(merkle_key_bytes_max + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +210,8 @@ class MerkleMap:
         self._values: dict[bytes, bytes] = {}
         # key -> bucket index, so a changed key is hashed for its slot only once
         self._slots: dict[bytes, int] = {}
-        # bucket index -> {key: entry bytes}; empty buckets are absent
-        self._buckets: dict[int, dict[bytes, bytes]] = {}
+        # bucket index -> {key: entry bytes}, None when empty
+        self._buckets: list[dict[bytes, bytes] | None] = [None] * BUCKETS
         self._dirty: set[bytes] = set()
         self._levels: list[list[bytes]] = [
             [EMPTY_HASHES[level]] * (FANOUT**level) for level in range(DEPTH + 1)
@@ -263,7 +265,7 @@ class MerkleMap:
         other = MerkleMap()
         other._values = dict(self._values)
         other._slots = dict(self._slots)
-        other._buckets = {index: dict(bucket) for index, bucket in self._buckets.items()}
+        other._buckets = [None if bucket is None else dict(bucket) for bucket in self._buckets]
         other._levels = [list(level) for level in self._levels]
         return other
 
@@ -287,33 +289,31 @@ class MerkleMap:
         slots = self._slots
         buckets = self._buckets
         sha256 = _sha256
+        key_prefix = _KEY_PREFIX
         touched: set[int] = set()
         for key in self._dirty:
             index = slots[key]
             touched.add(index)
             value = values.get(key)
-            bucket = buckets.get(index)
-            if value is None:
+            bucket = buckets[index]
+            if value is not None:
+                if bucket is None:
+                    bucket = buckets[index] = {}
+                bucket[key] = key_prefix[len(key)] + key + sha256(_TAG_VALUE + value).digest()
+            else:
                 del slots[key]
                 if bucket is not None:
                     bucket.pop(key, None)
-                    if not bucket:
-                        del buckets[index]
-                continue
-            if bucket is None:
-                bucket = buckets[index] = {}
-            bucket[key] = len(key).to_bytes(2, "big") + key + sha256(_TAG_VALUE + value).digest()
         self._dirty = set()
 
         level_hashes = self._levels[DEPTH]
-        empty_bucket = EMPTY_HASHES[DEPTH]
         for index in touched:
-            bucket = buckets.get(index)
-            if bucket is None:
-                level_hashes[index] = empty_bucket
+            bucket = buckets[index]
+            if not bucket:
+                buckets[index] = None
+                level_hashes[index] = _EMPTY_BUCKET
             elif len(bucket) == 1:
-                for entry in bucket.values():
-                    level_hashes[index] = sha256(_TAG_BUCKET + entry).digest()
+                level_hashes[index] = sha256(_TAG_BUCKET + b"".join(bucket.values())).digest()
             else:
                 level_hashes[index] = sha256(
                     _TAG_BUCKET + b"".join([bucket[k] for k in sorted(bucket)])
@@ -333,7 +333,7 @@ class MerkleMap:
         """An inclusion proof if ``key`` is present, else a non-inclusion proof."""
         self._flush()
         index = slot(key)
-        bucket = self._buckets.get(index, {})
+        bucket = self._buckets[index] or {}
         neighbours = tuple(
             (other, bucket[other][-DIGEST_BYTES:]) for other in sorted(bucket) if other != key
         )
@@ -366,7 +366,7 @@ class MerkleMap:
     def bucket_entries(self, index: int) -> list[tuple[bytes, bytes]]:
         """(key, value digest) of bucket ``index``, sorted by key."""
         self._flush()
-        bucket = self._buckets.get(index, {})
+        bucket = self._buckets[index] or {}
         return [(key, bucket[key][-DIGEST_BYTES:]) for key in sorted(bucket)]
 
 
