@@ -38,6 +38,19 @@ peer_queue_frames_max = 4_096
 http_body_bytes_max = 64 * 1024
 ws_message_bytes_max = 64 * 1024
 subscriptions_per_session_max = 256
+# api (issue 5): auth, rate limits, sessions
+api_timestamp_window_ms = 60_000  # signed requests must be this fresh
+api_nonces_per_key_max = 10_000  # remembered per client_id inside the window
+api_token_ttl_s = 900
+api_tokens_per_key_max = 32
+api_credits_max = 50_000  # Deribit-style credit bucket per key / connection
+api_credits_refill_per_s = 50_000
+api_request_credits = 100
+api_ws_outbound_messages_max = 2_048  # a slower consumer is disconnected
+api_ws_sessions_max = 1_024
+api_request_timeout_s = 10
+api_book_depth_max = 1_000
+api_trades_count_max = 1_000
 
 # --- commitment (Merkle state tree) ------------------------------------------
 merkle_key_bytes_max = 1024
@@ -53,6 +66,13 @@ wal_segments_max = 100_000
 snapshot_bytes_max = 4 * 1024 * 1024 * 1024
 snapshots_kept_default = 3
 
+# --- net (transport) --------------------------------------------------------
+peer_queue_bytes_max = 32 * 1024 * 1024  # payload bytes queued for one peer
+write_batch_bytes_max = 256 * 1024  # payload bytes sealed into one record (one write)
+record_overhead_bytes = 4 + 16 + 4  # record header, MAC tag, one message header
+handshake_frame_bytes_max = 256  # any frame before the peer has authenticated
+pending_handshakes_max = 64  # inbound connections not yet authenticated, at once
+
 assert combo_legs_min <= combo_legs_max
 assert block_bytes_max <= raft_append_bytes_max * raft_entries_per_append_max
 assert raft_append_bytes_max + 1024 <= frame_bytes_max, "an append must fit one frame"
@@ -62,3 +82,7 @@ assert block_bytes_max <= frame_bytes_max
 assert merkle_value_bytes_max + merkle_key_bytes_max < frame_bytes_max
 assert wal_record_bytes_max <= wal_segment_bytes_target, "a record must fit one segment"
 assert snapshots_kept_default >= 1
+assert frame_bytes_max + record_overhead_bytes <= peer_queue_bytes_max, "a largest frame must fit a queue"
+assert write_batch_bytes_max + record_overhead_bytes <= frame_bytes_max
+assert raft_append_bytes_max + 1024 + record_overhead_bytes <= frame_bytes_max
+assert handshake_frame_bytes_max < write_batch_bytes_max
