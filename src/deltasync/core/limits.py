@@ -73,13 +73,6 @@ record_overhead_bytes = 4 + 16 + 4  # record header, MAC tag, one message header
 handshake_frame_bytes_max = 256  # any frame before the peer has authenticated
 pending_handshakes_max = 64  # inbound connections not yet authenticated, at once
 
-# --- net (transport) --------------------------------------------------------
-peer_queue_bytes_max = 32 * 1024 * 1024  # payload bytes queued for one peer
-write_batch_bytes_max = 256 * 1024  # payload bytes sealed into one record (one write)
-record_overhead_bytes = 4 + 16 + 4  # record header, MAC tag, one message header
-handshake_frame_bytes_max = 256  # any frame before the peer has authenticated
-pending_handshakes_max = 64  # inbound connections not yet authenticated, at once
-
 assert combo_legs_min <= combo_legs_max
 assert block_bytes_max <= raft_append_bytes_max * raft_entries_per_append_max
 assert raft_append_bytes_max + 1024 <= frame_bytes_max, "an append must fit one frame"
@@ -89,10 +82,6 @@ assert block_bytes_max <= frame_bytes_max
 assert merkle_value_bytes_max + merkle_key_bytes_max < frame_bytes_max
 assert wal_record_bytes_max <= wal_segment_bytes_target, "a record must fit one segment"
 assert snapshots_kept_default >= 1
-assert frame_bytes_max + record_overhead_bytes <= peer_queue_bytes_max, "a largest frame must fit a queue"
-assert write_batch_bytes_max + record_overhead_bytes <= frame_bytes_max
-assert raft_append_bytes_max + 1024 + record_overhead_bytes <= frame_bytes_max
-assert handshake_frame_bytes_max < write_batch_bytes_max
 assert frame_bytes_max + record_overhead_bytes <= peer_queue_bytes_max, "a largest frame must fit a queue"
 assert write_batch_bytes_max + record_overhead_bytes <= frame_bytes_max
 assert raft_append_bytes_max + 1024 + record_overhead_bytes <= frame_bytes_max
