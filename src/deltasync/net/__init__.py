@@ -1,1 +1,26 @@
-"""Networking: framing, asyncio transport, peer connections."""
+"""Networking: framing, the HMAC-authenticated asyncio transport, peer links.
+
+The transport moves opaque ``bytes`` between node ids; what they mean is the
+node layer's business. See ``transport`` (links, bounds, delivery guarantees),
+``auth`` (handshake, record MACs) and ``framing`` (wire frames).
+"""
+
+from deltasync.net.auth import AuthError
+from deltasync.net.framing import FrameDecoder, FrameError, FrameTooLarge
+from deltasync.net.transport import (
+    PAYLOAD_BYTES_MAX,
+    ProtocolViolation,
+    Transport,
+    TransportConfig,
+)
+
+__all__ = [
+    "PAYLOAD_BYTES_MAX",
+    "AuthError",
+    "FrameDecoder",
+    "FrameError",
+    "FrameTooLarge",
+    "ProtocolViolation",
+    "Transport",
+    "TransportConfig",
+]
