@@ -1,0 +1,307 @@
+"""API keys, access tokens and request signatures, as Deribit does them.
+
+- ``client_credentials``: client_id + client_secret.
+- ``client_signature``: signature = hex HMAC-SHA256(secret,
+  ``timestamp + "\\n" + nonce + "\\n" + data``), timestamp in ms.
+- HTTP header ``Authorization: deri-hmac-sha256 id=ID,ts=TS,sig=SIG,nonce=N``:
+  the signed string is ``ts + "\\n" + nonce + "\\n" + RequestData`` with
+  ``RequestData = UPPERCASE(http method) + "\\n" + URI + "\\n" + body + "\\n"``
+  (URI is the path with its query string).
+- ``Authorization: bearer TOKEN`` and ``Authorization: Basic base64(id:secret)``.
+
+Signed requests must carry a timestamp within ``api_timestamp_window_ms`` of
+the server clock and a nonce not seen before for that key inside the window.
+Secrets are compared in constant time. Key records are kept in memory; the
+caller persists them (``KeyStore.to_json``/``from_json``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from deltasync.api import errors
+from deltasync.api.errors import ApiError
+from deltasync.core import limits
+
+SCOPE = "connection trade:read_write account:read_write"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    client_id: str
+    client_secret: str
+    account_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key and the account it trades for."""
+
+    client_id: str
+    account_id: int
+    scope: str = SCOPE
+
+
+def sign(secret: str, timestamp_ms: int, nonce: str, data: str) -> str:
+    message = f"{timestamp_ms}\n{nonce}\n{data}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def request_data(http_method: str, uri: str, body: str) -> str:
+    return f"{http_method.upper()}\n{uri}\n{body}\n"
+
+
+def hmac_header(client_id: str, secret: str, http_method: str, uri: str, body: str,
+                timestamp_ms: int, nonce: str) -> str:
+    signature = sign(secret, timestamp_ms, nonce, request_data(http_method, uri, body))
+    return f"deri-hmac-sha256 id={client_id},ts={timestamp_ms},sig={signature},nonce={nonce}"
+
+
+class KeyStore:
+    """client_id -> (secret, account)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, ApiKey] = {}
+
+    def create(self, account_id: int) -> ApiKey:
+        key = ApiKey(
+            client_id=secrets.token_urlsafe(6).replace("-", "x").replace("_", "y"),
+            client_secret=secrets.token_urlsafe(32),
+            account_id=account_id,
+        )
+        self.add(key)
+        return key
+
+    def add(self, key: ApiKey) -> None:
+        self._keys[key.client_id] = key
+
+    def get(self, client_id: str) -> ApiKey | None:
+        return self._keys.get(client_id)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            {"client_id": k.client_id, "client_secret": k.client_secret, "account_id": k.account_id}
+            for k in sorted(self._keys.values(), key=lambda k: k.client_id)
+        ]
+
+    @classmethod
+    def from_json(cls, records: list[dict[str, Any]]) -> KeyStore:
+        store = cls()
+        for record in records:
+            store.add(ApiKey(str(record["client_id"]), str(record["client_secret"]),
+                             int(record["account_id"])))
+        return store
+
+
+@dataclass(slots=True)
+class _Token:
+    principal: Principal
+    expires_at_s: float
+    refresh: bool
+
+
+class Authenticator:
+    """Verifies credentials and issues tokens. ``now_ms`` and ``monotonic_s``
+    are injectable so tests can move the clocks."""
+
+    def __init__(
+        self,
+        keys: KeyStore,
+        *,
+        now_ms: Callable[[], int] | None = None,
+        monotonic_s: Callable[[], float] = time.monotonic,
+        token_ttl_s: int = limits.api_token_ttl_s,
+        window_ms: int = limits.api_timestamp_window_ms,
+    ) -> None:
+        self.keys = keys
+        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._monotonic_s = monotonic_s
+        self.token_ttl_s = token_ttl_s
+        self.window_ms = window_ms
+        self._tokens: dict[str, _Token] = {}
+        self._tokens_by_key: dict[str, OrderedDict[str, None]] = {}
+        self._nonces: dict[str, OrderedDict[str, int]] = {}
+
+    # --- grants -------------------------------------------------------------
+
+    def grant(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``public/auth``: check the grant and return fresh tokens."""
+        grant_type = params.get("grant_type")
+        match grant_type:
+            case "client_credentials":
+                principal = self._client_credentials(params)
+            case "client_signature":
+                principal = self._client_signature(params)
+            case "refresh_token":
+                principal = self._refresh(params)
+            case _:
+                raise errors.invalid_param(
+                    "grant_type", "must be client_credentials, client_signature or refresh_token"
+                )
+        return self._issue(principal)
+
+    def _key(self, client_id: Any) -> ApiKey:
+        if type(client_id) is not str or not client_id:
+            raise errors.invalid_param("client_id", "value_required")
+        key = self.keys.get(client_id)
+        if key is None:
+            raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "unknown client_id"})
+        return key
+
+    def _client_credentials(self, params: dict[str, Any]) -> Principal:
+        key = self._key(params.get("client_id"))
+        secret = params.get("client_secret")
+        if type(secret) is not str or not hmac.compare_digest(
+            secret.encode(), key.client_secret.encode()
+        ):
+            raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "bad client_secret"})
+        return Principal(key.client_id, key.account_id)
+
+    def _client_signature(self, params: dict[str, Any]) -> Principal:
+        key = self._key(params.get("client_id"))
+        timestamp = params.get("timestamp")
+        if type(timestamp) is str and timestamp.isdigit():
+            timestamp = int(timestamp)
+        if type(timestamp) is not int:
+            raise errors.invalid_param("timestamp", "must be an integer (ms)")
+        nonce = params.get("nonce", "")
+        data = params.get("data", "")
+        signature = params.get("signature")
+        if type(nonce) is not str or type(data) is not str or type(signature) is not str:
+            raise errors.invalid_param("signature", "signature, nonce and data must be strings")
+        self.verify_signature(key, timestamp, nonce, data, signature)
+        return Principal(key.client_id, key.account_id)
+
+    def _refresh(self, params: dict[str, Any]) -> Principal:
+        token = params.get("refresh_token")
+        if type(token) is not str:
+            raise errors.invalid_param("refresh_token", "value_required")
+        record = self._tokens.get(token)
+        if record is None or not record.refresh or record.expires_at_s < self._monotonic_s():
+            raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "invalid refresh_token"})
+        self._drop(token)  # a refresh token is single-use
+        return record.principal
+
+    def verify_signature(
+        self, key: ApiKey, timestamp_ms: int, nonce: str, data: str, signature: str
+    ) -> None:
+        if len(nonce) > 128 or len(signature) > 128:
+            raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "nonce or signature too long"})
+        now_ms = self._now_ms()
+        if abs(now_ms - timestamp_ms) > self.window_ms:
+            raise ApiError(
+                errors.INVALID_CREDENTIALS,
+                {"reason": "timestamp outside the window", "server_time_ms": now_ms,
+                 "window_ms": self.window_ms},
+            )
+        expected = sign(key.client_secret, timestamp_ms, nonce, data)
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "bad signature"})
+        self._use_nonce(key.client_id, f"{timestamp_ms}:{nonce}", now_ms)
+
+    def _use_nonce(self, client_id: str, nonce: str, now_ms: int) -> None:
+        seen = self._nonces.setdefault(client_id, OrderedDict())
+        # Forget nonces older than the window: their timestamps are refused anyway.
+        horizon_ms = now_ms - 2 * self.window_ms
+        while seen:
+            oldest, seen_ms = next(iter(seen.items()))
+            if seen_ms >= horizon_ms and len(seen) < limits.api_nonces_per_key_max:
+                break
+            del seen[oldest]
+        if nonce in seen:
+            raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "nonce already used"})
+        seen[nonce] = now_ms
+
+    # --- tokens ---------------------------------------------------------------
+
+    def _issue(self, principal: Principal) -> dict[str, Any]:
+        access = secrets.token_urlsafe(24)
+        refresh = secrets.token_urlsafe(24)
+        now_s = self._monotonic_s()
+        self._store(access, _Token(principal, now_s + self.token_ttl_s, refresh=False))
+        self._store(refresh, _Token(principal, now_s + 30 * self.token_ttl_s, refresh=True))
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": self.token_ttl_s,
+            "scope": principal.scope,
+            "token_type": "bearer",
+            "enabled_features": [],
+        }
+
+    def _store(self, token: str, record: _Token) -> None:
+        owned = self._tokens_by_key.setdefault(record.principal.client_id, OrderedDict())
+        while len(owned) >= limits.api_tokens_per_key_max:
+            oldest = next(iter(owned))
+            self._drop(oldest)
+        owned[token] = None
+        self._tokens[token] = record
+
+    def _drop(self, token: str) -> None:
+        record = self._tokens.pop(token, None)
+        if record is not None:
+            self._tokens_by_key.get(record.principal.client_id, OrderedDict()).pop(token, None)
+
+    def bearer(self, token: str) -> Principal:
+        record = self._tokens.get(token)
+        if record is None or record.refresh:
+            raise ApiError(errors.UNAUTHORIZED, {"reason": "invalid_token"})
+        if record.expires_at_s < self._monotonic_s():
+            self._drop(token)
+            raise ApiError(errors.UNAUTHORIZED, {"reason": "token_expired"})
+        return record.principal
+
+    def logout(self, principal: Principal) -> None:
+        for token in list(self._tokens_by_key.get(principal.client_id, ())):
+            self._drop(token)
+
+    # --- HTTP Authorization header ---------------------------------------------
+
+    def http_header(self, header: str, http_method: str, uri: str, body: str) -> Principal:
+        scheme, _, rest = header.strip().partition(" ")
+        match scheme.lower():
+            case "bearer":
+                return self.bearer(rest.strip())
+            case "basic":
+                return self._basic(rest.strip())
+            case "deri-hmac-sha256":
+                return self._hmac(rest, http_method, uri, body)
+        raise ApiError(errors.INVALID_CREDENTIALS, {"reason": f"unsupported scheme {scheme[:32]!r}"})
+
+    def _basic(self, encoded: str) -> Principal:
+        try:
+            client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "malformed basic credentials"}) from None
+        return self._client_credentials({"client_id": client_id, "client_secret": secret})
+
+    def _hmac(self, fields_text: str, http_method: str, uri: str, body: str) -> Principal:
+        fields: dict[str, str] = {}
+        for part in fields_text.split(","):
+            name, sep, value = part.strip().partition("=")
+            if sep:
+                fields[name.strip()] = value.strip()
+        missing = [name for name in ("id", "ts", "sig", "nonce") if name not in fields]
+        if missing or not fields["ts"].isdigit():
+            raise ApiError(
+                errors.INVALID_CREDENTIALS,
+                {"reason": "Authorization needs id, ts (ms), sig and nonce", "missing": missing},
+            )
+        key = self._key(fields["id"])
+        self.verify_signature(
+            key, int(fields["ts"]), fields["nonce"], request_data(http_method, uri, body),
+            fields["sig"],
+        )
+        return Principal(key.client_id, key.account_id)

@@ -1,0 +1,168 @@
+"""Typed access to a request's ``params`` with Deribit-style -32602 errors.
+
+Parameters arrive as JSON values (POST, WebSocket) or as strings (HTTP GET
+query), so every getter accepts both spellings: ``"true"``/``true``,
+``"5"``/``5``, ``"0.1"``/``0.1``. Numbers that are money are converted to raw
+fixed-point integers exactly; a value with more decimals than the scale is
+refused, never rounded.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any, TypeVar
+
+from deltasync.api.errors import invalid_param
+from deltasync.core.fixed import INT64_MAX
+
+E = TypeVar("E", bound=Enum)
+
+_MISSING = object()
+
+
+class Params:
+    def __init__(self, raw: Any) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise invalid_param("params", "must be an object")
+        self.raw: dict[str, Any] = raw
+
+    def has(self, name: str) -> bool:
+        return self.raw.get(name) is not None
+
+    def _get(self, name: str, required: bool) -> Any:
+        value = self.raw.get(name, _MISSING)
+        if value is _MISSING or value is None:
+            if required:
+                raise invalid_param(name, "value_required")
+            return _MISSING
+        return value
+
+    def string(
+        self, name: str, *, required: bool = True, default: str = "", max_len: int = 256
+    ) -> str:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return default
+        if type(value) is not str:
+            raise invalid_param(name, "must be a string")
+        if len(value) > max_len:
+            raise invalid_param(name, f"longer than {max_len} characters")
+        return value
+
+    def optional_string(self, name: str, *, max_len: int = 256) -> str | None:
+        if not self.has(name):
+            return None
+        return self.string(name, max_len=max_len)
+
+    def integer(
+        self,
+        name: str,
+        *,
+        required: bool = True,
+        default: int = 0,
+        low: int = 0,
+        high: int = INT64_MAX,
+    ) -> int:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return default
+        if type(value) is str and value.strip().lstrip("-").isdigit():
+            value = int(value.strip())
+        if type(value) is not int:
+            raise invalid_param(name, "must be an integer")
+        if not low <= value <= high:
+            raise invalid_param(name, f"must be between {low} and {high}")
+        return value
+
+    def optional_integer(self, name: str, *, low: int = 0, high: int = INT64_MAX) -> int | None:
+        if not self.has(name):
+            return None
+        return self.integer(name, low=low, high=high)
+
+    def boolean(self, name: str, *, default: bool = False) -> bool:
+        value = self._get(name, False)
+        if value is _MISSING:
+            return default
+        if value is True or value == "true":
+            return True
+        if value is False or value == "false":
+            return False
+        raise invalid_param(name, "must be a boolean")
+
+    def optional_boolean(self, name: str) -> bool | None:
+        if not self.has(name):
+            return None
+        return self.boolean(name)
+
+    def choice(self, name: str, enum: type[E], *, default: E | None = None) -> E:
+        value = self._get(name, default is None)
+        if value is _MISSING:
+            assert default is not None
+            return default
+        for member in enum:
+            if member.value == value:
+                return member
+        allowed = ", ".join(str(member.value) for member in enum)
+        raise invalid_param(name, f"must be one of {allowed}")
+
+    def decimal(self, name: str, *, required: bool = True) -> Decimal | None:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return None
+        if type(value) is bool:
+            raise invalid_param(name, "must be a number")
+        if type(value) is int:
+            return Decimal(value)
+        if type(value) is Decimal:
+            number = value
+        elif type(value) is str and len(value) <= 40:
+            try:
+                number = Decimal(value.strip())
+            except InvalidOperation:
+                raise invalid_param(name, "must be a number") from None
+        else:
+            raise invalid_param(name, "must be a number")
+        if not number.is_finite():
+            raise invalid_param(name, "must be a finite number")
+        return number
+
+    def fixed(
+        self,
+        name: str,
+        *,
+        required: bool = True,
+        decimals: int = 6,
+        positive: bool = True,
+        allow_negative: bool = False,
+    ) -> int | None:
+        """A number as raw fixed-point units; refuses lost precision."""
+        number = self.decimal(name, required=required)
+        if number is None:
+            return None
+        return to_raw(number, name, decimals=decimals, positive=positive, allow_negative=allow_negative)
+
+
+def to_raw(
+    number: Decimal,
+    name: str,
+    *,
+    decimals: int = 6,
+    positive: bool = True,
+    allow_negative: bool = False,
+) -> int:
+    if abs(number.adjusted()) > 30:
+        raise invalid_param(name, "out of range")
+    scaled = number.scaleb(decimals)
+    if scaled != scaled.to_integral_value():
+        raise invalid_param(name, f"at most {decimals} decimal places")
+    raw = int(scaled)
+    if abs(raw) > INT64_MAX:
+        raise invalid_param(name, "out of range")
+    if raw < 0 and not allow_negative:
+        raise invalid_param(name, "must not be negative")
+    if raw == 0 and positive:
+        raise invalid_param(name, "must be positive")
+    return raw
