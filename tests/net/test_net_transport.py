@@ -153,6 +153,37 @@ def test_a_peer_that_is_down_is_dialed_again_until_it_starts() -> None:
     run(main)
 
 
+def test_delivery_is_at_most_once_and_in_order_across_restarts() -> None:
+    async def main() -> None:
+        port = free_port()
+        sender = Node(1, peers={2: (LOOPBACK, port)})
+        await sender.transport.start()
+        received: list[int] = []
+        stop_producing = asyncio.Event()
+
+        async def produce() -> None:
+            number = 0
+            while not stop_producing.is_set():
+                if sender.transport.send(2, number.to_bytes(4, "big")):
+                    number += 1
+                await asyncio.sleep(0.0002)
+
+        producer = asyncio.create_task(produce())
+        for _ in range(3):  # the receiver comes up, takes some traffic, goes down
+            receiver = Node(2, port=port, peers={1: sender.transport.listen_address})
+            await receiver.transport.start()
+            await eventually(lambda r=receiver: r.count(1) >= 50)
+            await receiver.transport.stop()
+            received += [int.from_bytes(payload, "big") for payload in receiver.inbox[1]]
+        stop_producing.set()
+        await producer
+        await sender.transport.stop()
+        assert received == sorted(set(received)), "duplicated or reordered"
+        assert sender.transport.metrics()["reconnects"] >= 2
+
+    run(main)
+
+
 def test_backoff_grows_is_capped_and_is_jittered_by_the_injected_rng() -> None:
     rng = random.Random(7)
     delays = [backoff_delay_s(failures, 0.1, 1.0, rng) for failures in range(1, 9)]

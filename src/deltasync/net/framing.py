@@ -78,7 +78,8 @@ def split_frames(
         if end - position < HEADER_BYTES:
             raise FrameError(reason="truncated header", size=end - position, min=HEADER_BYTES)
         (size,) = unpack_from(buffer, position)
-        _check_size(size, frame_bytes_min, frame_bytes_max)
+        if not frame_bytes_min <= size <= frame_bytes_max:  # hot loop: check inline
+            _check_size(size, frame_bytes_min, frame_bytes_max)
         start = position + HEADER_BYTES
         position = start + size
         if position > end:

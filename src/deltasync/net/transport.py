@@ -118,6 +118,7 @@ class TransportMetrics:
     frames_received: int = 0
     bytes_received: int = 0
     records_received: int = 0
+    wire_bytes_received: int = 0
     drops_queue_full: int = 0
     drops_unknown_peer: int = 0
     drops_not_running: int = 0
@@ -196,6 +197,7 @@ class _Connection(asyncio.Protocol):
         self._write_frames(self._handshake.start())
 
     def data_received(self, data: bytes) -> None:
+        self._owner._metrics.wire_bytes_received += len(data)
         try:
             if self._opener is None:
                 self._receive_handshake(data)
