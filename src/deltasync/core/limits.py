@@ -73,6 +73,14 @@ record_overhead_bytes = 4 + 16 + 4  # record header, MAC tag, one message header
 handshake_frame_bytes_max = 256  # any frame before the peer has authenticated
 pending_handshakes_max = 64  # inbound connections not yet authenticated, at once
 
+# --- oracle and pricing (deltasync.exchange.oracle, .svi) -------------------
+oracle_sources_max = 64  # price sources in the genesis config
+oracle_id_bytes_max = 32  # a source id or underlying name
+oracle_surface_slices_max = 32  # SVI slices (expiries) in one report
+oracle_twap_samples_max = 7_200  # TWAP ring slots per underlying (window / interval)
+svi_param_abs_max = 100 * 10**9  # |a|, |b|, |rho|, |m|, |sigma| at SVI_SCALE (1e9)
+assert oracle_surface_slices_max * 6 * 9 + 256 <= command_bytes_max, "a full report fits a command"
+
 assert combo_legs_min <= combo_legs_max
 assert block_bytes_max <= raft_append_bytes_max * raft_entries_per_append_max
 assert raft_append_bytes_max + 1024 <= frame_bytes_max, "an append must fit one frame"
