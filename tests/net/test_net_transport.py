@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from deltasync.core import limits
+from deltasync.core.errors import ConfigError
 from deltasync.net.auth import Handshake, Role
 from deltasync.net.bench import measure_throughput
 from deltasync.net.framing import FrameDecoder, FrameTooLarge, encode_frame, encode_frames
@@ -457,3 +458,34 @@ def test_measure_throughput_reports_a_rate() -> None:
     run(main)
     assert result["frames"] == 5_000 and result["frames_per_s"] > 0
     assert result["frames_per_record"] > 1
+
+
+def test_configuration_is_checked() -> None:
+    def make(**overrides: Any) -> Transport:
+        arguments: dict[str, Any] = {
+            "node_id": 1, "listen_host": LOOPBACK, "listen_port": 0, "peers": {},
+            "cluster_secret": SECRET, "on_message": lambda peer_id, payload: None,
+            "rng": random.Random(1),
+        }
+        arguments.update(overrides)
+        return Transport(**arguments)
+
+    make(listen_host="::1")
+    make(listen_host="0.0.0.0", config=TransportConfig(allow_non_loopback=True))
+    for bad in [
+        {"listen_host": "0.0.0.0"},  # loopback only unless asked
+        {"listen_host": "10.1.2.3"},
+        {"cluster_secret": b"short"},
+        {"peers": {1: (LOOPBACK, 9000)}},  # ourselves
+        {"peers": {2: (LOOPBACK, 0)}},
+        {"peers": {"2": (LOOPBACK, 9000)}},
+        {"node_id": -1},
+    ]:
+        with pytest.raises(ConfigError):
+            make(**bad)
+    with pytest.raises(ConfigError):
+        TransportConfig(queue_frames_max=0)
+    with pytest.raises(ConfigError):
+        TransportConfig(backoff_initial_s=5.0, backoff_max_s=1.0)
+    with pytest.raises(ConfigError):
+        TransportConfig(write_batch_bytes_max=PAYLOAD_BYTES_MAX + 1)

@@ -34,12 +34,15 @@ connection is dropped and redialed). Connects, handshakes and closes are bounded
 by their timeouts; redials back off exponentially with jitter from the caller's
 seeded ``random.Random``. Before authenticating, a peer may send frames of at
 most ``handshake_frame_bytes_max`` bytes, and at most ``pending_handshakes_max``
-such connections are open at once.
+such connections are open at once. It listens on loopback only unless the
+config says ``allow_non_loopback`` (then run it on a trusted network: the MACs
+protect integrity and membership, not confidentiality).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 from collections import deque
@@ -94,12 +97,15 @@ class TransportConfig:
     close_timeout_s: float = 1.0
     backoff_initial_s: float = 0.05
     backoff_max_s: float = 2.0
+    allow_non_loopback: bool = False  # listening beyond 127.0.0.1 / ::1 is an explicit choice
 
     def __post_init__(self) -> None:
         check_cluster_id(self.cluster_id)
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name != "cluster_id" and not value > 0:
+            if item.name in ("cluster_id", "allow_non_loopback"):
+                continue
+            if not value > 0:
                 raise ConfigError(key=item.name, reason="must be positive", value=value)
         if self.write_batch_bytes_max > PAYLOAD_BYTES_MAX:
             raise ConfigError(key="write_batch_bytes_max", reason="a batch must fit one frame")
@@ -145,6 +151,19 @@ def backoff_delay_s(failures: int, initial_s: float, max_s: float, rng: random.R
     assert failures >= 1 and 0 < initial_s <= max_s
     ceiling = min(max_s, initial_s * 2.0 ** min(failures - 1, 32))
     return ceiling / 2 + rng.random() * ceiling / 2
+
+
+def _check_listen_host(host: str, allow_non_loopback: bool) -> None:
+    if allow_non_loopback or host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            key="listen_host", reason="not loopback (set allow_non_loopback)", value=host
+        )
 
 
 def _check_peers(node_id: int, peers: Mapping[int, Address]) -> dict[int, Address]:
@@ -364,6 +383,7 @@ class Transport:
             raise ConfigError(key="node_id", reason="an int >= 0", value=node_id)
         self.node_id = node_id
         self.config = config if config is not None else TransportConfig()
+        _check_listen_host(listen_host, self.config.allow_non_loopback)
         self._listen = (listen_host, listen_port)
         self._peers = _check_peers(node_id, peers)
         self._secret = cluster_secret
