@@ -167,7 +167,9 @@ def test_incremental_root_equals_root_from_scratch(script: list[tuple[str, bytes
     assert len(m) == len(model)
 
 
-@given(st.lists(st.sampled_from(CROWDED), max_size=12), st.lists(st.sampled_from(CROWDED), max_size=12))
+@given(
+    st.lists(st.sampled_from(CROWDED), max_size=12), st.lists(st.sampled_from(CROWDED), max_size=12)
+)
 def test_crowded_bucket_incremental(first: list[bytes], second: list[bytes]) -> None:
     m = MerkleMap()
     model: dict[bytes, bytes] = {}
@@ -241,7 +243,10 @@ def test_proofs_in_a_crowded_bucket() -> None:
 
 
 def test_tampered_proofs_do_not_verify() -> None:
-    m = MerkleMap([(b"acct/%d" % i, b"balance-%d" % i) for i in range(300)] + [(key, b"x") for key in CROWDED[:2]])
+    m = MerkleMap(
+        [(b"acct/%d" % i, b"balance-%d" % i) for i in range(300)]
+        + [(key, b"x") for key in CROWDED[:2]]
+    )
     root = m.root()
     proof = m.prove(CROWDED[0])
     assert verify_proof(root, proof) and len(proof.neighbours) == 1
@@ -301,7 +306,9 @@ def test_diff_of_equal_maps_is_empty() -> None:
 
 @settings(max_examples=60)
 @given(pair_maps, pair_maps)
-def test_diff_keys_names_exactly_the_divergent_keys(a: dict[bytes, bytes], b: dict[bytes, bytes]) -> None:
+def test_diff_keys_names_exactly_the_divergent_keys(
+    a: dict[bytes, bytes], b: dict[bytes, bytes]
+) -> None:
     expected = sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
     found = diff_keys(MerkleMap(a.items()), MerkleMap(b.items()), limit=1000)
     assert found == expected

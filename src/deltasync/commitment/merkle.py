@@ -386,7 +386,9 @@ def diff_keys(a: MerkleMap, b: MerkleMap, limit: int = 16) -> list[bytes]:
     return sorted(found)
 
 
-def _diff_walk(a: MerkleMap, b: MerkleMap, level: int, index: int, limit: int, out: list[bytes]) -> None:
+def _diff_walk(
+    a: MerkleMap, b: MerkleMap, level: int, index: int, limit: int, out: list[bytes]
+) -> None:
     if level == DEPTH:
         ours = dict(a.bucket_entries(index))
         theirs = dict(b.bucket_entries(index))
@@ -409,4 +411,3 @@ def _diff_walk(a: MerkleMap, b: MerkleMap, level: int, index: int, limit: int, o
 def root_of(items: Iterable[tuple[bytes, bytes]]) -> bytes:
     """Root of a map built from scratch (a reference for tests and snapshot checks)."""
     return MerkleMap(items).root()
-
