@@ -1,5 +1,6 @@
 """deltasync's Python SDK: an asyncio client for the Deribit-compatible API."""
 
+from deltasync.client.book import BookGap, BookTracker
 from deltasync.client.client import Client, Subscription
 from deltasync.client.types import (
     AccountSummary,
@@ -15,6 +16,8 @@ from deltasync.client.types import (
 __all__ = [
     "AccountSummary",
     "ApiError",
+    "BookGap",
+    "BookTracker",
     "Client",
     "Notification",
     "Order",

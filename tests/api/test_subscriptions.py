@@ -1,0 +1,201 @@
+"""Subscriptions over a real WebSocket: book change_id chains, trades, ticker, user channels."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from deltasync.api.subscriptions import Session
+from deltasync.client import ApiError, BookGap, BookTracker, Client, Subscription
+
+from .harness import CALL, CALL_HIGH, new_client, raw_get, running
+
+
+async def _drain(sub: Subscription, quiet_s: float = 0.3) -> list[Any]:
+    """Notifications until none arrives for ``quiet_s``."""
+    out = []
+    while True:
+        try:
+            out.append(await sub.next(quiet_s))
+        except (TimeoutError, StopAsyncIteration):
+            return out
+
+
+def test_book_channels_chain_change_ids_and_rebuild_the_book() -> None:
+    async def main() -> None:
+        async with running() as server:
+            maker = await new_client(server)
+            taker = await new_client(server)
+            await maker.sell(CALL, "0.1", "2500", post_only=True)
+            watcher = Client(server.url, timeout_s=5)
+            await watcher.connect()
+            raw = await watcher.subscribe(f"book.{CALL}.raw")
+            agg = await watcher.subscribe(f"book.{CALL}.100ms")
+            first = await raw.next()
+            assert first.data["type"] == "snapshot"
+            assert first.data["change_id"] == (await watcher.get_order_book(CALL)).change_id
+            assert first.data["asks"] == [["new", 2500, Decimal("0.1")]]
+
+            order = await maker.sell(CALL, "0.2", "2600", post_only=True)
+            await maker.buy(CALL, "0.3", "2000", post_only=True)
+            await taker.buy(CALL, "0.05", "2500")
+            await maker.edit(order.order.order_id, "0.1", "2600")
+            await maker.cancel(order.order.order_id)
+            await taker.sell(CALL, "0.1", "2000")
+
+            tracker = BookTracker()
+            tracker.apply(first.data)
+            notes = await _drain(raw)
+            assert len(notes) == 6  # one change per block that touched the book
+            previous = first.data["change_id"]
+            for note in notes:
+                assert note.data["type"] == "change"
+                assert note.data["prev_change_id"] == previous
+                assert note.data["change_id"] > previous
+                previous = note.data["change_id"]
+                tracker.apply(note.data)
+            book = await watcher.get_order_book(CALL, depth=100)
+            assert book.change_id == tracker.change_id
+            assert tracker.levels() == (list(book.bids), list(book.asks))
+
+            aggregated = BookTracker()
+            for note in [await agg.next()] + await _drain(agg):
+                aggregated.apply(note.data)
+            assert aggregated.change_id == book.change_id
+            assert aggregated.levels() == tracker.levels()
+
+            # A lost message breaks the chain and the tracker says so.
+            replay = BookTracker()
+            replay.apply(first.data)
+            with pytest.raises(BookGap):
+                replay.apply(notes[1].data)
+
+            await raw.close()
+            assert (await _drain(raw, 0.05)) == []
+            for client in (maker, taker, watcher):
+                await client.close()
+
+    asyncio.run(main())
+
+
+def test_trades_ticker_and_user_channels() -> None:
+    async def main() -> None:
+        async with running() as server:
+            maker = await new_client(server)
+            taker = await new_client(server)
+            trades = await taker.subscribe(f"trades.{CALL}.raw")
+            ticker = await taker.subscribe(f"ticker.{CALL}.100ms")
+            index = await taker.subscribe("deribit_price_index.btc_usdc")
+            orders = await maker.subscribe(f"user.orders.{CALL}.raw")
+            any_orders = await maker.subscribe("user.orders.option.any.raw")
+            fills = await maker.subscribe(f"user.trades.{CALL}.raw")
+            portfolio = await maker.subscribe("user.portfolio.usdc")
+
+            placed = await maker.sell(CALL, "0.1", "2500", post_only=True, label="m")
+            await maker.sell(CALL_HIGH, "0.1", "1500", post_only=True)
+            await taker.buy(CALL, "0.04", "2500")
+
+            public = await _drain(trades)
+            assert [(t["price"], t["amount"], t["direction"]) for note in public
+                    for t in note.data] == [(2500, Decimal("0.04"), "buy")]
+            tick = (await _drain(ticker))[-1].data
+            assert tick["last_price"] == 2500 and "mark_price" in tick and "greeks" in tick
+            mine = [note.data for note in await _drain(orders)]
+            assert [(o["order_id"], o["order_state"], o["filled_amount"]) for o in mine] == [
+                (placed.order.order_id, "open", 0),
+                (placed.order.order_id, "open", Decimal("0.04"))]
+            everywhere = [note.data["instrument_name"] for note in await _drain(any_orders)]
+            assert everywhere == [CALL, CALL_HIGH, CALL]
+            my_fills = [t for note in await _drain(fills) for t in note.data]
+            assert [(t["direction"], t["liquidity"], t["amount"]) for t in my_fills] == [
+                ("sell", "M", Decimal("0.04"))]
+            summaries = [note.data for note in await _drain(portfolio)]
+            assert summaries and summaries[-1]["balance"] == (
+                await maker.get_account_summary()).balance
+            assert await _drain(index, 0.05) == []  # no oracle in a LocalVenue: no index moves
+
+            # The taker's channels never carry the maker's private data.
+            spy = await taker.subscribe(f"user.orders.{CALL}.raw")
+            await maker.cancel(placed.order.order_id)
+            assert await _drain(spy, 0.2) == []
+            for client in (maker, taker):
+                await client.close()
+
+    asyncio.run(main())
+
+
+def test_subscription_errors_and_limits() -> None:
+    async def main() -> None:
+        async with running() as server:
+            anonymous = Client(server.url, timeout_s=5)
+            await anonymous.connect()
+            with pytest.raises(ApiError) as private:
+                await anonymous.call("public/subscribe", {"channels": ["user.portfolio.usdc"]})
+            assert private.value.code == 13009
+            with pytest.raises(ApiError) as unknown:
+                await anonymous.call("public/subscribe", {"channels": ["weather.today"]})
+            assert unknown.value.code == -32602
+            with pytest.raises(ApiError) as bad_instrument:
+                await anonymous.call("public/subscribe", {"channels": ["book.NOPE.raw"]})
+            assert bad_instrument.value.code == 10020
+            too_many = [f"trades.X{i}.raw" for i in range(300)]
+            with pytest.raises(ApiError) as limit:
+                await anonymous.call("public/subscribe", {"channels": too_many})
+            assert limit.value.code == -32602
+            subscribed = await anonymous.call("public/subscribe",
+                                              {"channels": [f"trades.{CALL}.raw"]})
+            assert subscribed == [f"trades.{CALL}.raw"]
+            assert await anonymous.call("public/unsubscribe",
+                                        {"channels": [f"trades.{CALL}.raw"]}) == [
+                f"trades.{CALL}.raw"]
+            assert await anonymous.call("public/set_heartbeat", {"interval": 10}) == "ok"
+            _, body = await raw_get(server, "/api/v2/public/subscribe?channels=x")
+            assert body["error"]["code"] in (10030, -32602)
+            await anonymous.close()
+
+    asyncio.run(main())
+
+
+def test_a_slow_consumer_is_cut_off_not_buffered() -> None:
+    async def main() -> None:
+        dropped = []
+        session = Session("test", queue_max=3)
+        session.on_overflow = lambda: dropped.append(True)
+        assert all(session.push(f"m{i}") for i in range(3))
+        assert not session.push("m3")
+        assert session.closed and session.overflowed and dropped == [True]
+        assert not session.push("m4")
+        assert session.queue.qsize() == 3
+
+    asyncio.run(main())
+
+
+def test_websocket_bad_frames_and_oversized_messages() -> None:
+    async def main() -> None:
+        import aiohttp
+
+        from deltasync.core import limits
+
+        async with running() as server, aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(server.url.replace("http", "ws") + "/ws/api/v2")
+            await ws.send_str("{oops")
+            reply = await ws.receive_json()
+            assert reply["error"]["code"] == -32700
+            await ws.send_str('{"jsonrpc":"2.0","id":9,"method":"public/nothing"}')
+            reply = await ws.receive_json()
+            assert reply["error"]["code"] == -32601 and reply["id"] == 9
+            await ws.send_str('{"jsonrpc":"2.0","id":10,"method":"private/get_positions"}')
+            reply = await ws.receive_json()
+            assert reply["error"]["code"] == 13009 and "result" not in reply
+            await ws.send_str("x" * (limits.ws_message_bytes_max + 1))
+            closing = await ws.receive()
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                    aiohttp.WSMsgType.CLOSING)
+            await ws.close()
+            _, body = await raw_get(server, "/api/v2/public/test")
+            assert "result" in body and server.internal_errors == 0
+
+    asyncio.run(main())
