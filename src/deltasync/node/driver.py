@@ -1,0 +1,638 @@
+"""The node driver: a Raft core, durable storage and the exchange, wired together.
+
+``NodeCore`` is deterministic given its inputs and does no network I/O and no
+clock reads: the caller passes ``now_ns`` in and sends the messages it hands
+back. The asyncio shell (``node.server``) drives it with real sockets, disks
+and clocks; the simulator (``sim``) drives the very same class with simulated
+ones. Storage is written through the ``FileSystem`` the storage objects were
+opened with.
+
+Per input the caller follows one loop::
+
+    core.receive(peer, payload) / core.tick(now) / core.submit(...) / core.read(...)
+    out = core.process(now)     # persists (fsync) *before* returning messages
+    send out.messages; answer out.responses; publish out.blocks; serve out.reads
+
+The sequencer: the leader batches client commands and proposes one block at a
+time, only when everything in its log is applied, so the block header can
+carry the state root after the previous block and the block time can be
+stamped never to go backwards. Commands from clients of other nodes arrive
+forwarded; a gateway re-forwards unanswered commands (same session and request
+id, so they apply at most once) until they are answered or time out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deltasync.consensus import (
+    NO_NODE,
+    RAFT_MESSAGES,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    RaftConfig,
+    RaftNode,
+    RandomSource,
+    Ready,
+    RecoveredState,
+    Rejected,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+from deltasync.core import limits
+from deltasync.core.codec import Registry, decode, encode
+from deltasync.core.errors import CodecError, DeltasyncError, LocalError
+from deltasync.exchange.state import BlockResult, ExchangeState
+from deltasync.node.block import GENESIS_HASH, Block, BlockHeader, ClientCommand, block_hash
+from deltasync.node.sessions import Outcome, SessionTable
+from deltasync.storage import raft_log
+from deltasync.storage.raft_log import RaftStorage
+from deltasync.storage.snapshot import SnapshotStore, StoredSnapshot
+
+# Node-to-node envelope kinds (first byte of every transport payload).
+KIND_RAFT = 1
+KIND_FORWARD = 2
+
+pending_requests_max = 100_000
+forward_batch_max = 1024
+unforwarded_max = 50_000
+
+
+class NodeHalted(LocalError):
+    """The node found its state diverging from the cluster's (fields: report)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one client command did: the events of its block, or why it has none."""
+
+    session: int
+    request: int
+    height: int  # 0 if not applied
+    events: tuple[Any, ...]  # the exchange's event objects
+    error: str | None = None  # "expired", "timeout", "malformed", "stale_block"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedBlock:
+    height: int
+    time_ns: int
+    commands: tuple[Any, ...]  # decoded exchange commands (None where malformed)
+    result: BlockResult
+    sessions: tuple[tuple[int, int, int], ...]  # (session, request, origin) per command
+
+
+@dataclass(slots=True)
+class Output:
+    messages: list[tuple[int, bytes]] = field(default_factory=list)
+    answers: list[Answer] = field(default_factory=list)
+    blocks: list[AppliedBlock] = field(default_factory=list)
+    reads: list[bytes] = field(default_factory=list)  # contexts of reads now linearizable
+    halted: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    command: ClientCommand
+    submitted_ns: int
+    forwarded_ns: int
+    deadline_ns: int
+
+
+class CommandCodec:
+    """Commands and events to and from their wire form, with whichever registry owns the type.
+
+    Extensions (oracle, margin) keep their own registries with their own tag
+    ranges; the node decodes with the first registry that knows the tag.
+    """
+
+    def __init__(self, commands: list[Registry], events: list[Registry]) -> None:
+        self.commands = commands
+        self.events = events
+
+    @staticmethod
+    def _decode(registries: list[Registry], wire: Any) -> Any:
+        if type(wire) is not list or not wire or type(wire[0]) is not int:
+            raise CodecError(reason="expected [tag, fields...]")
+        for registry in registries:
+            if wire[0] in registry._by_tag:
+                return registry.from_wire(wire)
+        raise CodecError(reason="unknown tag", tag=wire[0])
+
+    @staticmethod
+    def _encode(registries: list[Registry], value: Any) -> list[Any]:
+        for registry in registries:
+            if type(value) in registry._tag_of:
+                return registry.to_wire(value)
+        raise CodecError(reason="unregistered type", type=type(value).__name__)
+
+    def decode(self, wire: Any) -> Any:
+        return self._decode(self.commands, wire)
+
+    def encode(self, command: Any) -> list[Any]:
+        return self._encode(self.commands, command)
+
+    def event_wire(self, event: Any) -> list[Any]:
+        return self._encode(self.events, event)
+
+    def event_from_wire(self, wire: Any) -> Any:
+        return self._decode(self.events, wire)
+
+
+@dataclass(slots=True)
+class ChainTip:
+    height: int = 0
+    time_ns: int = 0
+    last_hash: bytes = GENESIS_HASH
+    state_root: bytes = b""
+
+
+def _to_storage_entry(entry: Entry) -> raft_log.LogEntry:
+    return raft_log.LogEntry(entry.index, entry.term, entry.type.value, entry.data)
+
+
+def _from_storage_entry(entry: raft_log.LogEntry) -> Entry:
+    return Entry(entry.index, entry.term, EntryType(entry.type), entry.data)
+
+
+def _to_storage_hard(hard: HardState) -> raft_log.HardState:
+    return raft_log.HardState(hard.term, None if hard.vote == NO_NODE else hard.vote, hard.commit)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    election_ticks: int = 20
+    heartbeat_ticks: int = 2
+    block_commands_max: int = 2048
+    snapshot_every_blocks: int = 2000
+    idle_block_ns: int = 250_000_000  # an empty block this often keeps block time moving
+    forward_retry_ns: int = 300_000_000
+    request_timeout_ns: int = 10_000_000_000
+
+
+class NodeCore:
+    def __init__(
+        self,
+        node_id: int,
+        voters: tuple[int, ...],
+        storage: RaftStorage,
+        recovered: raft_log.RecoveredState,
+        snapshots: SnapshotStore,
+        machine_factory: Callable[[], ExchangeState],
+        machine_restore: Callable[[bytes], ExchangeState],
+        command_codec: CommandCodec,
+        rng: RandomSource,
+        settings: NodeSettings = NodeSettings(),
+    ) -> None:
+        self.id = node_id
+        self.settings = settings
+        self.storage = storage
+        self.snapshots = snapshots
+        self._machine_factory = machine_factory
+        self._machine_restore = machine_restore
+        self.codec = command_codec
+        self.sessions = SessionTable()
+        self.tip = ChainTip()
+        self.halted: dict[str, Any] | None = None
+        self._pending: OrderedDict[tuple[int, int], _Pending] = OrderedDict()
+        self._batch: OrderedDict[tuple[int, int], ClientCommand] = OrderedDict()
+        self._unforwarded: list[ClientCommand] = []
+        self._proposed_index = 0  # raft index of our in-flight block (0: none)
+        self._last_block_ns = 0
+        self._reads: dict[bytes, int] = {}  # context -> read index, waiting to be applied
+        self._compact_at: tuple[int, int] | None = None
+        self._roots: OrderedDict[int, tuple[bytes, int]] = OrderedDict()  # height -> (root, time)
+        self.applied_index = 0
+        self.blocks_since_snapshot = 0
+        self._out = Output()  # filled by every input, handed over by ``process``
+
+        snapshot = snapshots.load_latest(verify_root=self._root_of_snapshot_data)
+        if snapshot is not None and snapshot.index < recovered.snapshot_index:
+            raise LocalError(
+                reason="the log is compacted beyond the newest snapshot",
+                snapshot_index=snapshot.index,
+                log_compacted_to=recovered.snapshot_index,
+            )
+        if snapshot is None and recovered.snapshot_index > 0:
+            raise LocalError(reason="the log is compacted but no snapshot file exists")
+        if snapshot is not None:
+            self._restore(snapshot.state)
+            conf = RAFT_MESSAGES.decode(snapshot.config)
+            consensus_snapshot: Snapshot | None = Snapshot(
+                SnapshotMeta(snapshot.index, snapshot.term, conf), snapshot.state
+            )
+            self.applied_index = snapshot.index
+        else:
+            self.machine = machine_factory()
+            self.tip.state_root = self.machine.state_root()
+            self.tip.time_ns = self.machine.time_ns
+            consensus_snapshot = None
+        self._remember_root()
+        fresh = recovered.hard_state.term == 0 and not recovered.entries and snapshot is None
+        view = None
+        if not fresh:
+            hard = recovered.hard_state
+            view = RecoveredState(
+                hard_state=HardState(hard.term, hard.vote or NO_NODE, hard.commit),
+                snapshot=consensus_snapshot,
+                entries=tuple(
+                    _from_storage_entry(e)
+                    for e in recovered.entries
+                    if snapshot is None or e.index > snapshot.index
+                ),
+            )
+        config = RaftConfig(
+            node_id=node_id,
+            peers=voters if fresh else (),
+            election_timeout_ticks=settings.election_ticks,
+            heartbeat_interval_ticks=settings.heartbeat_ticks,
+            applied_index=self.applied_index,
+        )
+        self.raft = RaftNode(config, view, rng)
+
+    # --- snapshots of the application -----------------------------------------------
+
+    def _snapshot_data(self) -> bytes:
+        return encode(
+            [
+                1,
+                self.tip.height,
+                self.tip.time_ns,
+                self.tip.last_hash,
+                self.sessions.to_wire(),
+                self.machine.snapshot_bytes(),
+            ]
+        )
+
+    def _restore(self, data: bytes) -> None:
+        version, height, time_ns, last_hash, sessions, machine_bytes = decode(data)
+        assert version == 1, f"unknown node snapshot version {version}"
+        self.machine = self._machine_restore(machine_bytes)
+        self.sessions = SessionTable.from_wire(sessions)
+        self.tip = ChainTip(height, time_ns, last_hash, self.machine.state_root())
+
+    def _root_of_snapshot_data(self, data: bytes) -> bytes:
+        _, _, _, _, _, machine_bytes = decode(data)
+        return self._machine_restore(machine_bytes).state_root()
+
+    def _remember_root(self) -> None:
+        self._roots[self.tip.height] = (self.tip.state_root, self.tip.time_ns)
+        while len(self._roots) > 10_000:
+            self._roots.popitem(last=False)
+
+    def root_at(self, height: int) -> tuple[bytes, int] | None:
+        return self._roots.get(height)
+
+    # --- inputs ---------------------------------------------------------------------
+
+    def tick(self, now_ns: int) -> None:
+        if self.halted:
+            return
+        self.raft.tick()
+        self._retry_forwards(now_ns)
+        self._expire_requests(now_ns)
+        if (
+            self.raft.role is Role.LEADER
+            and not self._batch
+            and now_ns - self._last_block_ns >= self.settings.idle_block_ns
+        ):
+            self._propose_block(now_ns, allow_empty=True)
+
+    def receive(self, sender: int, payload: bytes, now_ns: int) -> None:
+        """A frame from a peer. Garbage is dropped (counted by the caller), never raised."""
+        if self.halted or not payload:
+            return
+        kind, body = payload[0], payload[1:]
+        try:
+            if kind == KIND_RAFT:
+                message = RAFT_MESSAGES.decode(body)
+                if getattr(message, "sender", sender) != sender:
+                    return  # a peer may speak only for itself
+                self.raft.step(message)
+            elif kind == KIND_FORWARD:
+                wire = decode(body)
+                if type(wire) is not list or len(wire) > forward_batch_max:
+                    return
+                for item in wire:
+                    self._enqueue(ClientCommand.from_wire(item), now_ns)
+        except (CodecError, DeltasyncError, AssertionError, TypeError, ValueError):
+            return
+
+    def submit(self, command: Any, session: int, request: int, now_ns: int) -> bool:
+        """A local client's command. Its answer comes back in ``Output.answers``.
+
+        Returns False (and answers nothing) when too many requests are pending.
+        A command already pending under the same (session, request) is not sent twice.
+        """
+        key = (session, request)
+        if key in self._pending:
+            return True
+        if len(self._pending) >= pending_requests_max:
+            return False
+        client_command = ClientCommand(session, request, self.id, self.codec.encode(command))
+        self._pending[key] = _Pending(
+            client_command, now_ns, now_ns, now_ns + self.settings.request_timeout_ns
+        )
+        self._enqueue(client_command, now_ns)
+        return True
+
+    def read(self, context: bytes) -> Rejected | None:
+        """Ask for a linearizable read; ``context`` comes back in ``Output.reads``."""
+        return self.raft.read_index(context)
+
+    def _enqueue(self, command: ClientCommand, now_ns: int) -> None:
+        if self.raft.role is Role.LEADER:
+            key = (command.session, command.request)
+            if len(self._batch) < limits.block_commands_max * 8 or key in self._batch:
+                self._batch[key] = command
+        elif self.raft.leader_id not in (NO_NODE, self.id):
+            self._forward(self.raft.leader_id, [command])
+        elif len(self._unforwarded) < unforwarded_max:
+            self._unforwarded.append(command)
+
+    def _forward(self, leader: int, commands: list[ClientCommand]) -> None:
+        for start in range(0, len(commands), forward_batch_max):
+            chunk = commands[start : start + forward_batch_max]
+            payload = bytes((KIND_FORWARD,)) + encode([c.to_wire() for c in chunk])
+            self._out.messages.append((leader, payload))
+
+    def _retry_forwards(self, now_ns: int) -> None:
+        leader = self.raft.leader_id
+        if self._unforwarded and leader != NO_NODE:
+            waiting, self._unforwarded = self._unforwarded, []
+            for command in waiting:
+                self._enqueue(command, now_ns)
+        retry = [
+            pending
+            for pending in self._pending.values()
+            if now_ns - pending.forwarded_ns >= self.settings.forward_retry_ns
+        ]
+        for pending in retry:
+            pending.forwarded_ns = now_ns
+            self._enqueue(pending.command, now_ns)
+
+    def _expire_requests(self, now_ns: int) -> None:
+        while self._pending:
+            key, pending = next(iter(self._pending.items()))
+            if pending.deadline_ns > now_ns:
+                break
+            del self._pending[key]
+            self._out.answers.append(Answer(key[0], key[1], 0, (), "timeout"))
+
+    # --- the sequencer ------------------------------------------------------------------
+
+    def _can_propose(self) -> bool:
+        if self.raft.role is not Role.LEADER or self.halted:
+            return False
+        status = self.raft.status()
+        # Everything in our log must be applied: the header needs the current root,
+        # and the new leader must have applied every block of earlier terms.
+        return self.applied_index == status.last_index and status.commit_index == status.last_index
+
+    def _propose_block(self, now_ns: int, allow_empty: bool = False) -> None:
+        if not (self._batch or allow_empty) or not self._can_propose():
+            return
+        take = min(len(self._batch), self.settings.block_commands_max)
+        commands = []
+        for _ in range(take):
+            _, command = self._batch.popitem(last=False)
+            commands.append(command)
+        header = BlockHeader(
+            height=self.tip.height + 1,
+            time_ns=max(now_ns, self.tip.time_ns),
+            prev_hash=self.tip.last_hash,
+            state_root=self.tip.state_root,
+            proposer=self.id,
+        )
+        data = Block(header, tuple(commands)).to_bytes()
+        result = self.raft.propose(data)
+        if isinstance(result, Rejected):
+            for command in reversed(commands):  # keep them for the next leader
+                self._batch[(command.session, command.request)] = command
+                self._batch.move_to_end((command.session, command.request), last=False)
+            return
+        self._proposed_index = result
+        self._last_block_ns = now_ns
+
+    # --- the output loop -----------------------------------------------------------------
+
+    def process(self, now_ns: int) -> Output:
+        """Drain the core: persist, collect messages, apply committed blocks."""
+        out = self._out
+        try:
+            self._drain(out, now_ns)
+        finally:
+            self._out = Output()
+        return out
+
+    def _drain(self, out: Output, now_ns: int) -> None:
+        if self.halted:
+            out.halted = self.halted
+            return
+        role_before = self.raft.role
+        self._propose_block(now_ns)
+        while self.raft.has_ready():
+            ready = self.raft.ready()
+            self._handle_ready(ready, out, now_ns)
+            self.raft.advance(ready)
+            if self._compact_at is not None:
+                self._compact(*self._compact_at)
+                self._compact_at = None
+            if self.halted:
+                out.halted = self.halted
+                return
+            self._propose_block(now_ns)
+        if self.raft.role is not Role.LEADER and self._batch:
+            # lost leadership: hand everything to whoever leads now
+            waiting = list(self._batch.values())
+            self._batch.clear()
+            for command in waiting:
+                self._enqueue(command, now_ns)
+        if role_before is not Role.LEADER and self.raft.role is Role.LEADER:
+            self._last_block_ns = 0
+
+    def _handle_ready(self, ready: Ready, out: Output, now_ns: int) -> None:
+        if ready.snapshot is not None:
+            self._install_snapshot(ready.snapshot)
+        if ready.entries or ready.hard_state is not None:
+            self.storage.save(
+                None if ready.hard_state is None else _to_storage_hard(ready.hard_state),
+                [_to_storage_entry(e) for e in ready.entries],
+                sync=ready.must_sync,
+            )
+        for message in ready.messages:
+            out.messages.append(
+                (message.recipient, bytes((KIND_RAFT,)) + RAFT_MESSAGES.encode(message))
+            )
+        for entry in ready.committed_entries:
+            if entry.index <= self.applied_index:
+                continue
+            if entry.type is EntryType.NORMAL:
+                self._apply_entry(entry, out)
+                if self.halted:
+                    return
+            self.applied_index = entry.index
+        for read in ready.read_states:
+            self._reads[read.context] = read.index
+        if self._reads:
+            done = [ctx for ctx, index in self._reads.items() if index <= self.applied_index]
+            for ctx in done:
+                del self._reads[ctx]
+                out.reads.append(ctx)
+
+    def _install_snapshot(self, snapshot: Snapshot) -> None:
+        self._restore(snapshot.data)
+        self.snapshots.save(
+            StoredSnapshot(
+                snapshot.meta.index,
+                snapshot.meta.term,
+                self.tip.state_root,
+                RAFT_MESSAGES.encode(snapshot.meta.conf_state),
+                snapshot.data,
+            )
+        )
+        self.storage.install_snapshot(snapshot.meta.index, snapshot.meta.term)
+        self.applied_index = snapshot.meta.index
+        self._remember_root()
+
+    def _compact(self, index: int, term: int) -> None:
+        data = self._snapshot_data()
+        conf: ConfState = self.raft.conf_state()
+        self.snapshots.save(
+            StoredSnapshot(index, term, self.tip.state_root, RAFT_MESSAGES.encode(conf), data)
+        )
+        self.raft.compact(index, data)
+        self.storage.compact(index)
+        self.blocks_since_snapshot = 0
+
+    def _apply_entry(self, entry: Entry, out: Output) -> None:
+        try:
+            block = Block.from_bytes(entry.data)
+        except CodecError:
+            return  # every replica skips the same malformed entry
+        header = block.header
+        tip = self.tip
+        if (
+            header.height != tip.height + 1
+            or header.prev_hash != tip.last_hash
+            or header.time_ns < tip.time_ns
+        ):
+            # A block proposed on a stale tip (e.g. by a deposed leader): skipped by all.
+            for command in block.commands:
+                if command.origin == self.id:
+                    self._answer(command, 0, (), "stale_block", out)
+            return
+        if header.state_root != tip.state_root:
+            self.halted = {
+                "reason": "state root mismatch",
+                "height": header.height - 1,
+                "expected_root": header.state_root.hex(),
+                "own_root": tip.state_root.hex(),
+                "proposer": header.proposer,
+                "raft_index": entry.index,
+            }
+            return
+        commands: list[Any] = []
+        applied_positions: list[int] = []
+        cached: dict[int, Answer] = {}
+        seen: set[tuple[int, int]] = set()
+        for position, command in enumerate(block.commands):
+            key = (command.session, command.request)
+            if command.session != 0 and key in seen:
+                continue  # the same request twice in one block: the first one answers
+            seen.add(key)
+            outcome, result = self.sessions.check(command.session, command.request)
+            if outcome is Outcome.NEW:
+                try:
+                    decoded = self.codec.decode(command.command)
+                except CodecError:
+                    cached[position] = Answer(
+                        command.session, command.request, header.height, (), "malformed"
+                    )
+                    continue
+                commands.append(decoded)
+                applied_positions.append(position)
+            elif outcome is Outcome.DUPLICATE:
+                height, events = result
+                cached[position] = Answer(
+                    command.session,
+                    command.request,
+                    height,
+                    tuple(self.codec.event_from_wire(w) for w in events),
+                )
+            else:
+                cached[position] = Answer(command.session, command.request, 0, (), "expired")
+        result = self.machine.apply_block(header.height, header.time_ns, commands)
+        for slot, position in enumerate(applied_positions):
+            command = block.commands[position]
+            events = result.events[slot]
+            self.sessions.record(
+                command.session,
+                command.request,
+                [header.height, [self.codec.event_wire(e) for e in events]],
+                header.time_ns,
+            )
+            if command.origin == self.id:
+                self._answer(command, header.height, events, None, out)
+        for position, answer in cached.items():
+            if block.commands[position].origin == self.id:
+                key = (answer.session, answer.request)
+                if self._pending.pop(key, None) is not None:
+                    out.answers.append(answer)
+        self.sessions.evict_idle(header.time_ns)
+        self.tip = ChainTip(header.height, header.time_ns, block_hash(entry.data), result.state_root)
+        self._remember_root()
+        out.blocks.append(
+            AppliedBlock(
+                header.height,
+                header.time_ns,
+                tuple(commands),
+                result,
+                tuple(
+                    (block.commands[p].session, block.commands[p].request, block.commands[p].origin)
+                    for p in applied_positions
+                ),
+            )
+        )
+        self.blocks_since_snapshot += 1
+        if self.blocks_since_snapshot >= self.settings.snapshot_every_blocks:
+            self._compact_at = (entry.index, entry.term)
+
+    def _answer(
+        self, command: ClientCommand, height: int, events: tuple[Any, ...], error: str | None, out: Output
+    ) -> None:
+        key = (command.session, command.request)
+        if self._pending.pop(key, None) is not None:
+            out.answers.append(Answer(command.session, command.request, height, tuple(events), error))
+
+    # --- observation -------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        status = self.raft.status()
+        return {
+            "id": self.id,
+            "role": status.role.value,
+            "term": status.term,
+            "leader": status.leader_id,
+            "commit_index": status.commit_index,
+            "applied_index": self.applied_index,
+            "height": self.tip.height,
+            "state_root": self.tip.state_root.hex(),
+            "block_time_ns": self.tip.time_ns,
+            "pending_requests": len(self._pending),
+            "batch": len(self._batch),
+            "voters": list(status.conf_state.voters),
+            "halted": None if self.halted is None else self.halted["reason"],
+        }
+
+
+def state_digest(core: NodeCore) -> str:
+    """Short digest of (height, root) for logs."""
+    return hashlib.sha256(core.tip.state_root).hexdigest()[:12] + f"@{core.tip.height}"

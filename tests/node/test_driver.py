@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from deltasync.core.fixed import Amount
+from deltasync.exchange.commands import Deposit
+from deltasync.node.driver import NodeSettings
+
+from .harness import Cluster
+
+
+def _deposited(cluster: Cluster, node: int) -> list[tuple[int, int]]:
+    return [(a.session, a.request) for a in cluster.answers[node] if a.error is None]
+
+
+def test_commands_from_any_node_are_applied_once_with_equal_roots() -> None:
+    cluster = Cluster(3)
+    cluster.until(lambda: cluster.leader() is not None)
+    follower = next(i for i in cluster.voters if i != cluster.leader())
+    for request in range(1, 21):
+        cluster.submit(follower, Deposit(request, Amount.whole(100)), session=77, request=request)
+    cluster.until(lambda: len(_deposited(cluster, follower)) == 20)
+    cluster.step(30)
+    heights = {i: cluster.nodes[i].tip.height for i in cluster.voters}  # type: ignore[union-attr]
+    roots = {cluster.nodes[i].tip.state_root for i in cluster.voters}  # type: ignore[union-attr]
+    assert len(set(heights.values())) == 1 and len(roots) == 1
+    machine = cluster.nodes[1].machine  # type: ignore[union-attr]
+    assert machine.deposits_total == 20 * Amount.whole(100).raw
+    assert machine.check_invariants() == []
+
+
+def test_retry_is_applied_at_most_once() -> None:
+    cluster = Cluster(3)
+    cluster.until(lambda: cluster.leader() is not None)
+    leader = cluster.leader()
+    assert leader is not None
+    cluster.submit(leader, Deposit(5, Amount.whole(1)), session=9, request=1)
+    cluster.until(lambda: len(cluster.answers[leader]) == 1)
+    # the same (session, request) again, through another node: answered, not re-applied
+    other = next(i for i in cluster.voters if i != leader)
+    cluster.submit(other, Deposit(5, Amount.whole(1)), session=9, request=1)
+    cluster.until(lambda: len(cluster.answers[other]) == 1)
+    first, again = cluster.answers[leader][0], cluster.answers[other][0]
+    assert again.height == first.height and again.events == first.events
+    assert cluster.nodes[other].machine.deposits_total == Amount.whole(1).raw  # type: ignore[union-attr]
+
+
+def test_leader_crash_loses_no_acknowledged_command_and_restart_catches_up() -> None:
+    cluster = Cluster(3, settings=NodeSettings(election_ticks=10, heartbeat_ticks=1, snapshot_every_blocks=5))
+    cluster.until(lambda: cluster.leader() is not None)
+    leader = cluster.leader()
+    assert leader is not None
+    gateway = next(i for i in cluster.voters if i != leader)
+    for request in range(1, 11):
+        cluster.submit(gateway, Deposit(request, Amount.whole(10)), session=1, request=request)
+        cluster.step(2)
+    cluster.crash(leader)
+    for request in range(11, 21):
+        cluster.submit(gateway, Deposit(request, Amount.whole(10)), session=1, request=request)
+    cluster.until(lambda: len(_deposited(cluster, gateway)) == 20, ticks_max=5000)
+    assert cluster.nodes[gateway].snapshots.list(), "compaction should have written snapshots"  # type: ignore[union-attr]
+    cluster.restart(leader)
+    cluster.until(
+        lambda: cluster.nodes[leader].tip.height == cluster.nodes[gateway].tip.height,  # type: ignore[union-attr]
+        ticks_max=5000,
+    )
+    cluster.step(20)
+    roots = {cluster.nodes[i].tip.state_root for i in cluster.voters}  # type: ignore[union-attr]
+    assert len(roots) == 1
+    assert cluster.nodes[leader].machine.deposits_total == 20 * Amount.whole(10).raw  # type: ignore[union-attr]
