@@ -825,3 +825,69 @@ class OracleState:
             for grid_ns, price in samples:
                 state.samples[(grid_ns // interval) % oracle._slots] = (grid_ns, price)
         return oracle
+
+
+# --- plugging into the exchange state machine ----------------------------------------------
+
+
+class OracleExtension:
+    """Adapter to ``deltasync.exchange.state.Extension``: the oracle inside ExchangeState.
+
+    - ``OracleReport`` commands are routed to ``OracleState.on_report`` in
+      sequencing class 0 (with cancels, ahead of orders in the block);
+    - at block start, ``on_block(block time)`` recomputes indexes and breakers,
+      so freshness is judged at the time of the block whose orders are gated;
+      reports of a block therefore count from the next block on;
+    - an order gate rejects new orders on a cancel-only underlying with
+      ``RejectReason.TRADING_HALTED`` (cancels are never gated);
+    - each accepted index becomes the exchange's reference price, and the
+      oracle's dirty records are written with ``set_record`` so they reach the
+      state root;
+    - snapshot/restore carry ``OracleState.snapshot()``.
+    """
+
+    name = "oracle"
+
+    def __init__(self, oracle: OracleState) -> None:
+        self.oracle = oracle
+
+    def attach(self, state: Any) -> None:
+        # Imported here: the exchange modules may one day import this one.
+        from deltasync.exchange.events import RejectReason as OrderRejectReason
+
+        halted = OrderRejectReason.TRADING_HALTED
+
+        def handle(command: OracleReport, ctx: Any) -> list[Any]:
+            events: list[Any] = self.oracle.on_report(command, ctx.time_ns)
+            self._flush(state)
+            return events
+
+        def gate(_state: Any, instrument: Any, _account_id: int) -> Any:
+            return halted if self.oracle.is_cancel_only(instrument.underlying) else None
+
+        state.register_command(OracleReport, handle, priority=0)
+        state.order_gates.append(gate)
+
+    def _flush(self, state: Any) -> None:
+        for key, value in self.oracle.dirty_records():
+            state.set_record(key, value)
+        self.oracle.clear_dirty()
+
+    def on_block_start(self, state: Any, ctx: Any) -> list[Any]:
+        events: list[Any] = self.oracle.on_block(ctx.time_ns)
+        for event in events:
+            if type(event) is IndexPriceUpdated and event.underlying in state.reference_prices:
+                state.set_reference_price(event.underlying, event.price.raw)
+        self._flush(state)
+        return events
+
+    def on_block_end(self, state: Any, ctx: Any) -> list[Any]:
+        return []
+
+    def snapshot(self) -> Any:
+        return self.oracle.snapshot()
+
+    def restore(self, state: Any, data: Any) -> None:
+        self.oracle = OracleState.restore(self.oracle.config, data)
+        for key, value in self.oracle.records():
+            state.set_record(key, value)
