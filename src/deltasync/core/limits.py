@@ -30,6 +30,15 @@ raft_append_bytes_max = 4 * 1024 * 1024
 raft_inflight_appends_max = 64
 raft_snapshot_chunk_bytes = 1024 * 1024
 
+# --- consensus: raft core (deltasync.consensus) ------------------------------
+raft_inflight_bytes_max = 32 * 1024 * 1024  # unacknowledged append bytes per follower
+raft_uncommitted_bytes_max = 64 * 1024 * 1024  # proposals refused beyond this backlog
+raft_apply_bytes_per_ready_max = 16 * 1024 * 1024  # committed entry bytes handed out per Ready
+raft_read_index_pending_max = 4_096  # queued linearizable reads on a leader
+raft_snapshot_bytes_max = 4 * 1024 * 1024 * 1024  # a snapshot a follower will buffer
+assert raft_inflight_bytes_max >= raft_append_bytes_max, "one full append must fit the window"
+assert raft_uncommitted_bytes_max >= raft_append_bytes_max
+
 # --- wire ------------------------------------------------------------------
 frame_bytes_max = 16 * 1024 * 1024
 peer_queue_frames_max = 4_096
