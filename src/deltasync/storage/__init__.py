@@ -1,1 +1,37 @@
-"""Durable storage: WAL, snapshots, data-dir layout."""
+"""Durable storage: WAL, Raft log, snapshots, data-dir layout. Imports only `core` (and `consensus` types)."""
+
+from deltasync.storage.datadir import DataDir, NodeIdentity
+from deltasync.storage.errors import (
+    CorruptRecordError,
+    CorruptSegmentError,
+    CorruptSnapshotError,
+    CorruptStateError,
+    StorageError,
+    StorageUsageError,
+)
+from deltasync.storage.fs import FileSystem, MemoryFileSystem, OsFileSystem
+from deltasync.storage.raft_log import HardState, LogEntry, RaftStorage, RecoveredState
+from deltasync.storage.snapshot import SnapshotStore, StoredSnapshot
+from deltasync.storage.wal import RecoveryReport, WriteAheadLog
+
+__all__ = [
+    "CorruptRecordError",
+    "CorruptSegmentError",
+    "CorruptSnapshotError",
+    "CorruptStateError",
+    "DataDir",
+    "FileSystem",
+    "HardState",
+    "LogEntry",
+    "MemoryFileSystem",
+    "NodeIdentity",
+    "OsFileSystem",
+    "RaftStorage",
+    "RecoveredState",
+    "RecoveryReport",
+    "SnapshotStore",
+    "StorageError",
+    "StorageUsageError",
+    "StoredSnapshot",
+    "WriteAheadLog",
+]
