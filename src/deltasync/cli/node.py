@@ -1,0 +1,39 @@
+"""`deltasync node --config FILE`: run one node until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+HELP = "run one node (consensus, storage, transport, exchange, API) from a config file"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="node config (.json or .toml)")
+
+
+async def run_node(config_path: Path) -> int:
+    from deltasync.node.config import NodeConfig
+    from deltasync.node.server import NodeServer
+
+    config = NodeConfig.load(config_path)
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s node{config.node_id} %(levelname)s %(name)s: %(message)s",
+    )
+    server = NodeServer(config)
+    await server.start()
+    if config.api_address is not None:
+        try:
+            from deltasync.api.node_venue import start_api
+        except ImportError:
+            logging.getLogger("deltasync.node").warning("API layer not available")
+        else:
+            server.api = await start_api(server)
+    return await server.run_until_stopped()
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(run_node(args.config))

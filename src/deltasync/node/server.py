@@ -1,0 +1,261 @@
+"""The asyncio shell around ``NodeCore``: sockets, disk, timers, the client gateway.
+
+Everything that decides anything lives in ``NodeCore``; this module feeds it
+(peer frames, ticks, client commands) and carries out what it returns
+(messages to send, answers to clients, applied blocks to publish). The core's
+``process`` persists with fsync before it returns messages, so "persist before
+send" holds by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from deltasync.core.errors import DeltasyncError
+from deltasync.net.transport import Transport
+from deltasync.node import machine
+from deltasync.node.config import NodeConfig
+from deltasync.node.driver import Answer, AppliedBlock, NodeCore, NodeSettings
+from deltasync.node.status import NodeStatus, write_status
+from deltasync.storage.raft_log import RaftStorage
+from deltasync.storage.snapshot import SnapshotStore
+
+log = logging.getLogger("deltasync.node")
+
+STATUS_INTERVAL_S = 0.2
+EXIT_HALTED = 3
+
+
+class NotLeaderError(DeltasyncError):
+    pass
+
+
+class RequestTimeout(DeltasyncError):
+    """The command was not answered in time; it may or may not have been applied."""
+
+
+class NodeServer:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.data_dir = config.data_dir
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        genesis = machine.genesis_from(config.genesis)
+        self.genesis = genesis
+        storage, recovered = RaftStorage.open(str(self.data_dir / "raft"))
+        for repair in recovered.repairs:
+            log.warning("storage recovery: %s", repair)
+        snapshots = SnapshotStore(str(self.data_dir / "snapshots"))
+        settings = NodeSettings(
+            election_ticks=config.election_ticks,
+            heartbeat_ticks=config.heartbeat_ticks,
+            block_commands_max=config.block_commands_max,
+            snapshot_every_blocks=config.snapshot_every_blocks,
+        )
+        self.core = NodeCore(
+            config.node_id,
+            tuple(sorted(config.peers)),
+            storage,
+            recovered,
+            snapshots,
+            machine_factory=lambda: machine.new_machine(genesis),
+            machine_restore=machine.restore_machine,
+            command_codec=machine.command_codec(),
+            rng=random.Random(config.seed),
+            settings=settings,
+        )
+        self.session = secrets.randbits(62) + 1  # this gateway's session for its own requests
+        self._next_request = 0
+        self._answers: dict[tuple[int, int], asyncio.Future[Answer]] = {}
+        self._reads: dict[bytes, asyncio.Future[None]] = {}
+        self._block_listeners: list[Callable[[AppliedBlock], None]] = []
+        self._flush_scheduled = False
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.exit_code = 0
+        peers = {pid: addr for pid, addr in config.peers.items() if pid != config.node_id}
+        self.transport = Transport(
+            config.node_id,
+            config.raft_address[0],
+            config.raft_address[1],
+            peers,
+            config.cluster_secret,
+            self._on_peer_message,
+            rng=random.Random(config.seed * 7919 + 1),
+        )
+        self.api: Any = None  # an object with ``async stop()``, attached by the process entry
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.transport.start()
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._ticker()))
+        self._tasks.append(loop.create_task(self._status_writer()))
+        log.info("node %d started (height %d)", self.config.node_id, self.core.tip.height)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self.api is not None:
+            await self.api.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.transport.stop()
+        self.core.storage.close()
+        self._write_status()
+
+    async def run_until_stopped(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        await self._stopping.wait()
+        await self.stop()
+        return self.exit_code
+
+    # --- driving the core ------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        interval = self.config.tick_ms / 1000
+        next_at = time.monotonic()
+        while True:
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            self.core.tick(time.time_ns())
+            self._flush()
+
+    def _on_peer_message(self, peer: int, payload: bytes) -> None:
+        self.core.receive(peer, payload, time.time_ns())
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out = self.core.process(time.time_ns())
+        for peer, payload in out.messages:
+            self.transport.send(peer, payload)
+        for answer in out.answers:
+            future = self._answers.pop((answer.session, answer.request), None)
+            if future is not None and not future.done():
+                future.set_result(answer)
+        for block in out.blocks:
+            for listener in self._block_listeners:
+                try:
+                    listener(block)
+                except Exception:  # a subscriber's bug must not stop the node
+                    log.exception("block listener failed")
+        for context in out.reads:
+            read = self._reads.pop(context, None)
+            if read is not None and not read.done():
+                read.set_result(None)
+        if out.halted is not None:
+            self._halt(out.halted)
+
+    def _halt(self, report: dict[str, Any]) -> None:
+        reports = self.data_dir / "reports"
+        reports.mkdir(exist_ok=True)
+        report = {**report, "node_id": self.config.node_id, "wall_time_ns": time.time_ns()}
+        path = reports / f"halt-{report.get('height', 0)}.json"
+        path.write_text(json.dumps(report, indent=2))
+        log.error("HALTED: %s (report %s)", report.get("reason"), path)
+        self.exit_code = EXIT_HALTED
+        self._stopping.set()
+
+    # --- the gateway ------------------------------------------------------------------
+
+    def add_block_listener(self, listener: Callable[[AppliedBlock], None]) -> None:
+        self._block_listeners.append(listener)
+
+    async def submit(
+        self, command: Any, *, session: int | None = None, request: int | None = None,
+        timeout_s: float = 10.0,
+    ) -> Answer:
+        """Put a command through the log; returns its events once applied here."""
+        if session is None or request is None:
+            self._next_request += 1
+            session, request = self.session, self._next_request
+        key = (session, request)
+        future = self._answers.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._answers[key] = future
+            if not self.core.submit(command, session, request, time.time_ns()):
+                del self._answers[key]
+                raise RequestTimeout(reason="too many pending requests")
+            self._schedule_flush()
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except TimeoutError:
+            raise RequestTimeout(reason="no answer in time", session=session, request=request) from None
+        if answer.error == "timeout":
+            raise RequestTimeout(reason="not committed in time", session=session, request=request)
+        return answer
+
+    async def read_barrier(self, timeout_s: float = 5.0) -> None:
+        """Wait until local state reflects every write committed before this call (ReadIndex)."""
+        context = secrets.token_bytes(12)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads[context] = future
+        rejected = self.core.read(context)
+        if rejected is not None:
+            self._reads.pop(context, None)
+            raise NotLeaderError(reason=str(rejected))
+        self._schedule_flush()
+        try:
+            await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            self._reads.pop(context, None)
+            raise RequestTimeout(reason="read index not confirmed in time") from None
+
+    # --- status -----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        status = self.core.status()
+        status["api"] = self.config.api_peers.get(self.config.node_id)
+        status["transport"] = self.transport.metrics()
+        return status
+
+    def _write_status(self) -> None:
+        core = self.core.status()
+        write_status(
+            self.data_dir,
+            NodeStatus(
+                id=self.config.node_id,
+                role=core["role"],
+                term=core["term"],
+                leader=core["leader"],
+                commit_index=core["commit_index"],
+                applied_index=core["applied_index"],
+                height=core["height"],
+                state_root=core["state_root"],
+                api=self.config.api_peers.get(self.config.node_id),
+                pid=_pid(),
+                updated_ns=time.time_ns(),
+                halted=core["halted"],
+            ),
+        )
+
+    async def _status_writer(self) -> None:
+        while True:
+            try:
+                self._write_status()
+            except OSError as exc:  # a full disk must not kill the node's status loop
+                log.warning("status write failed: %s", exc)
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
