@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deltasync.core.codec import decode, encode
 from deltasync.core.errors import ConfigError
 from deltasync.core.fixed import PRICE_SCALE, Price, Rounding, div_round
+from deltasync.core.ids import OptionKind
 from deltasync.core.timeutil import NS_PER_DAY, NS_PER_MINUTE, NS_PER_SECOND
 from deltasync.exchange.oracle import (
     ORACLE_REGISTRY,
@@ -31,6 +34,7 @@ from deltasync.exchange.oracle import (
     report_signing_bytes,
     sign_report,
 )
+from deltasync.exchange.pricing import mark_price_raw
 from deltasync.exchange.svi import SviSlice, vol_ppm_at
 
 SEEDS = {name: bytes([index + 1]) * 32 for index, name in enumerate("ABCDE")}
@@ -388,6 +392,43 @@ def test_vol_at_is_the_median_of_fresh_sources_smiles() -> None:
     assert oracle.vol_at("BTC", expiry, strike_raw, later) == div_round(
         a + b, 2, Rounding.HALF_EVEN
     )
+
+
+def test_mark_price_combines_index_smile_and_time_to_expiry() -> None:
+    oracle = _oracle()
+    expiry = T0 + 30 * NS_PER_DAY
+    smile = (SviSlice.from_floats(expiry, 0.004, 0.05, -0.3, 0.0, 0.1),)
+    strike_raw = 105_000 * PRICE_SCALE
+    assert oracle.mark_price_raw("BTC", expiry, strike_raw, OptionKind.CALL, T0) is None
+    for source in "AB":
+        oracle.on_report(_report(source, 100_000, T0, surface=smile), T0)
+    oracle.on_block(T0)
+    vol = oracle.vol_at("BTC", expiry, strike_raw, T0)
+    assert vol is not None
+    expected = mark_price_raw(
+        100_000 * PRICE_SCALE, strike_raw, vol, expiry - T0, 0, OptionKind.CALL
+    )
+    assert oracle.mark_price_raw("BTC", expiry, strike_raw, OptionKind.CALL, T0) == expected > 0
+    assert oracle.mark_price_raw("BTC", expiry + 1, strike_raw, OptionKind.CALL, T0) is None
+    put_at_expiry = oracle.mark_price_raw("BTC", expiry, strike_raw, OptionKind.PUT, expiry)
+    assert put_at_expiry == 5_000 * PRICE_SCALE  # intrinsic against the index
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=10**7), min_size=3, max_size=3),
+    st.integers(min_value=0, max_value=200_000),
+)
+def test_index_stays_within_the_band_of_the_median(prices: list[int], band_ppm: int) -> None:
+    oracle = _oracle(clamp_band_ppm=band_ppm, min_sources=1, jump_confirm_sources=1)
+    _feed(oracle, T0, dict(zip("ABC", prices, strict=True)))
+    ordered = sorted(price * PRICE_SCALE for price in prices)
+    median = ordered[1]
+    band = median * band_ppm // 1_000_000
+    index = oracle.index_price("BTC")
+    assert index is not None
+    assert ordered[0] <= index.raw <= ordered[2]
+    assert abs(index.raw - median) <= band * 2 // 3 + 1  # two outliers move it by band/3 each
 
 
 # --- TWAP --------------------------------------------------------------------------------------

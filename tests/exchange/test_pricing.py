@@ -165,6 +165,24 @@ def test_black_scholes_agrees_with_mpmath_to_1e_9_over_the_grid() -> None:
     assert max(worst.values()) < 1e-11, worst
 
 
+def test_black_scholes_agrees_with_mpmath_on_random_cases() -> None:
+    rng = random.Random(5)
+    for _ in range(1500):
+        spot = rng.choice([1.0, 100.0, 3000.0, 90_000.0])
+        case = (
+            spot,
+            spot * 10 ** rng.uniform(-0.7, 0.7),
+            10 ** rng.uniform(-2.0, 0.5),
+            10 ** rng.uniform(-4.5, 0.8),  # 17 minutes .. 6 years
+            rng.uniform(-0.05, 0.2),
+            rng.random() < 0.5,
+        )
+        reference = reference_greeks(*case)
+        for name, value in zip(GREEK_NAMES, black_scholes(*case), strict=True):
+            error = float(abs(mpmath.mpf(value) - reference[name]))
+            assert error <= 1e-9 * float(abs(reference[name])) + _floor(name, spot), (name, case)
+
+
 def test_put_call_parity_and_greek_identities() -> None:
     for spot, strike, vol, t_years, rate, _ in _grid()[::7]:
         call = black_scholes(spot, strike, vol, t_years, rate, True)

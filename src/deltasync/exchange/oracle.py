@@ -11,6 +11,7 @@ exchange state machine plugs it in like this::
     oracle.index_price("BTC")            # Price | None
     oracle.is_cancel_only("BTC")         # new orders refused, liquidations paused
     oracle.vol_at("BTC", expiry_ns, strike_raw, block.time_ns)  # vol ppm | None
+    oracle.mark_price_raw("BTC", expiry_ns, strike_raw, OptionKind.CALL, block.time_ns)
     oracle.twap_raw("BTC", expiry_ns)    # settlement price (raw) | None
     # state root: oracle.records() / oracle.dirty_records(); oracle.clear_dirty()
     # snapshots: oracle.snapshot() (plain canonical data), OracleState.restore(config, data)
@@ -88,6 +89,7 @@ from nacl.signing import SigningKey, VerifyKey
 from deltasync.core.codec import Registry, encode
 from deltasync.core.errors import ConfigError
 from deltasync.core.fixed import Price, Rounding, div_round
+from deltasync.core.ids import OptionKind
 from deltasync.core.limits import (
     oracle_id_bytes_max,
     oracle_sources_max,
@@ -95,6 +97,7 @@ from deltasync.core.limits import (
     oracle_twap_samples_max,
 )
 from deltasync.core.timeutil import NS_PER_MINUTE, NS_PER_SECOND
+from deltasync.exchange import pricing
 from deltasync.exchange.svi import SviSlice, slice_violation, vol_ppm_at
 
 ORACLE_REGISTRY = Registry("oracle")
@@ -489,6 +492,31 @@ class OracleState:
             return None
         vols.sort()
         return _median(vols)
+
+    def mark_price_raw(
+        self,
+        underlying: str,
+        expiry_ns: int,
+        strike_raw: int,
+        kind: OptionKind,
+        block_time_ns: int,
+        rate_ppm: int = 0,
+    ) -> int | None:
+        """Black-Scholes mark (Price raw): index, smile vol at the strike, T from block time.
+
+        None without an index, or (before expiry) without a fresh smile for the
+        expiry; at or after expiry the intrinsic value against the index.
+        """
+        index = self.index_price(underlying)
+        if index is None:
+            return None
+        t_ns = expiry_ns - block_time_ns
+        if t_ns <= 0:
+            return pricing.mark_price_raw(index.raw, strike_raw, 0, 0, rate_ppm, kind)
+        vol_ppm = self.vol_at(underlying, expiry_ns, strike_raw, block_time_ns, rate_ppm)
+        if vol_ppm is None:
+            return None
+        return pricing.mark_price_raw(index.raw, strike_raw, vol_ppm, t_ns, rate_ppm, kind)
 
     def twap_raw(self, underlying: str, end_ns: int) -> int | None:
         """Mean of the grid samples in (end_ns - window, end_ns]; None without samples.

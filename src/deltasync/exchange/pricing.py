@@ -15,10 +15,10 @@ Special functions
   head and a tail, so ``k * LN2_HI`` is exact), then fdlibm's degree-5 Remez
   rational form of ``exp(r)`` on ``|r| <= ln2/2``; scaling by ``2**k`` multiplies
   by an exact table entry.  Measured error vs mpmath: <= 1 ulp (max relative
-  error ~1.1e-16 over [-745, 709]).
+  error 1.3e-16 over [-708, 709]).
 - ``log``: ``x = 2**k m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` (``frexp``), then
   fdlibm's ``log(1+f) = f - f^2/2 + s(f^2/2 + R(s^2))`` with ``s = f/(2+f)``.
-  Measured error vs mpmath: <= 1 ulp (max relative error ~1.1e-16).
+  Measured error vs mpmath: <= 1 ulp (max relative error 1.4e-16).
 - ``norm_cdf``: W. J. Cody's rational Chebyshev approximations (ACM TOMS
   Algorithm 715, ANORM, as in R's ``pnorm``) on three ranges, with the Gaussian
   factor evaluated as ``exp(-h^2/2) exp(-(x-h)(x+h)/2)`` where ``h = trunc(16x)/16``
@@ -53,13 +53,17 @@ step delta (0.5 exactly at the money) and zero other Greeks; ``v == 0`` gives
 the discounted forward intrinsic value ``max(S - K D, 0)`` with its (rate-only)
 theta and rho.
 
-Accuracy (tests/exchange/test_pricing*.py): against mpmath at 50 digits over a
-grid of spots, strikes from 0.2x to 5x, vols 1 %..300 %, expiries 1 hour..5
-years, rates -5 %..20 %, every output agrees to 1e-9 relative, or to an absolute
-floor of 1e-12 x spot (1e-12 x spot^-1 x ... for gamma) where the true value is
-~0; the worst observed relative error on values above the floor is ~1e-13.
-Haug's published examples (The Complete Guide to Option Pricing Formulas) are
-reproduced to their printed precision.
+Accuracy (tests/exchange/test_pricing.py, against mpmath at 50 digits): on a
+grid of 3,600 cases (strikes 0.2x..5x spot, vols 1 %..300 %, expiries 1 hour..5
+years, rates -5 %..20 %, calls and puts) plus 3,000 random ones (expiries down
+to 17 minutes; the test runs 1,500 of them), every output is within 1e-9 relative, or within an absolute
+floor of 1e-12 x spot (1e-12 / spot for gamma) where the true value is ~0.
+Measured worst relative errors where values are above 1000 x that floor:
+price 2.7e-12 (at the money, 1 % vol, 1 hour: ``S N(d1) - K D N(d2)`` cancels),
+delta 4.8e-14, gamma 7.1e-14, vega 6.7e-14, theta 1.6e-13, rho 4.4e-14; below
+it the absolute error is < 1e-10 of the floor.  Haug's and Hull's published
+examples are reproduced to their printed precision.  One pass computes all six
+outputs at ~350,000 options/s on one core (CPython 3.11, ``bench_greeks``).
 
 Fixed-point boundary for the state machine
 ------------------------------------------
