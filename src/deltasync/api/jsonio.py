@@ -39,7 +39,7 @@ def money(raw: int | None, decimals: int = 6) -> Decimal | None:
     return Decimal(format_decimal(raw, decimals))
 
 
-_escape = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_escape = json.encoder.encode_basestring_ascii
 
 
 def _write(value: Any, out: list[str]) -> None:

@@ -26,11 +26,12 @@ from typing import Any
 from deltasync.api import errors
 from deltasync.api import venue as v
 from deltasync.api.errors import ApiError
+from deltasync.api.marks import Marks, compute_marks
 from deltasync.api.readmodel import ReadModel
 from deltasync.core import limits
 from deltasync.core.codec import decode
 from deltasync.core.errors import DeltasyncError
-from deltasync.core.fixed import Amount
+from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE, Amount
 from deltasync.exchange import commands as xc
 from deltasync.exchange.genesis import GenesisConfig, default_genesis
 from deltasync.exchange.instruments import PPM, Instrument
@@ -120,12 +121,14 @@ class LocalVenue:
         block_interval_s: float = 0.002,
         first_account_id: int = 1_000,
         clock_ns: Callable[[], int] = time.time_ns,
+        vol_ppm_default: int | None = None,
     ) -> None:
         self.state = state if state is not None else ExchangeState.from_genesis(
             genesis or default_genesis())
         self.demo_mode = demo_mode
         self.block_interval_s = block_interval_s
         self._clock_ns = clock_ns
+        self.vol_ppm_default = vol_ppm_default  # display marks when no oracle smile exists
         self.read = ReadModel(self._book_levels)
         self._queue: deque[_Pending] = deque()
         self._wake = asyncio.Event()
@@ -316,6 +319,25 @@ class LocalVenue:
                 return None if price is None else int(getattr(price, "raw", price))
         return self.state.reference_prices.get(underlying)
 
+    def _vol_ppm(self, instrument: Instrument) -> int | None:
+        for extension in self.state.extensions:
+            vol_at = getattr(extension, "vol_at", None)
+            if callable(vol_at):
+                vol = vol_at(instrument.underlying, instrument.expiry_ns, instrument.strike_raw,
+                             self.state.time_ns)
+                if vol is not None:
+                    return int(vol)
+        return self.vol_ppm_default
+
+    def _marks(self, instrument: Instrument, best_bid_raw: int | None = None,
+               best_ask_raw: int | None = None) -> Marks | None:
+        spot = self._index_raw(instrument.underlying)
+        vol = self._vol_ppm(instrument)
+        if spot is None or vol is None or spot <= 0 or vol <= 0:
+            return None
+        return compute_marks(instrument, spot, vol, self.state.time_ns, best_bid_raw,
+                             best_ask_raw)
+
     def _ticker(self, instrument: Instrument) -> v.TickerView:
         name = instrument.name
         book = self.state.book(name, 1)
@@ -326,6 +348,8 @@ class LocalVenue:
         index = self._index_raw(instrument.underlying)
         bid = book.bids[0] if book.bids else None
         ask = book.asks[0] if book.asks else None
+        marks = self._marks(instrument, bid.price.raw if bid else None,
+                            ask.price.raw if ask else None)
         return v.TickerView(
             instrument_name=name,
             state="open" if instrument.active else "closed",
@@ -335,8 +359,10 @@ class LocalVenue:
             best_ask_price_raw=ask.price.raw if ask else None,
             best_ask_amount_raw=ask.amount.raw if ask else 0,
             last_price_raw=trades[-1].price_raw if trades else None,
-            mark_price_raw=None, index_price_raw=index, underlying_price_raw=index,
-            mark_iv=None, bid_iv=None, ask_iv=None, greeks=None,
+            mark_price_raw=marks.mark_price_raw if marks else None,
+            index_price_raw=index, underlying_price_raw=index,
+            mark_iv=marks.mark_iv if marks else None, bid_iv=marks.bid_iv if marks else None,
+            ask_iv=marks.ask_iv if marks else None, greeks=marks.greeks if marks else None,
             open_interest_raw=self._open_interest.get(name, 0),
             volume_raw=sum(trade.amount_raw for trade in recent),
             high_raw=max((trade.price_raw for trade in recent), default=None),
@@ -413,14 +439,26 @@ class LocalVenue:
             if view.size.raw == 0:
                 continue
             instrument = self.state.instrument(view.instrument)
-            index = self._index_raw(instrument.underlying) if instrument else None
+            assert instrument is not None
+            index = self._index_raw(instrument.underlying)
+            marks = self._marks(instrument)
+            size = view.size.raw
+            floating = 0
+            if marks is not None:  # value at mark minus what the open size cost
+                floating = size * marks.mark_price_raw // NOTIONAL_DIVISOR - view.open_cost.raw
+            units = Decimal(size) / QUANTITY_SCALE
             out.append(v.PositionView(
-                account_id=account_id, instrument_name=view.instrument, size_raw=view.size.raw,
-                average_price_raw=view.average_price.raw, mark_price_raw=None,
-                index_price_raw=index, floating_pnl_raw=0,
+                account_id=account_id, instrument_name=view.instrument, size_raw=size,
+                average_price_raw=view.average_price.raw,
+                mark_price_raw=marks.mark_price_raw if marks else None,
+                index_price_raw=index, floating_pnl_raw=floating,
                 realized_pnl_raw=view.realized_pnl.raw,
                 initial_margin_raw=view.requirement.raw,
                 maintenance_margin_raw=view.requirement.raw,
+                delta=units * marks.greeks.delta if marks else None,
+                gamma=units * marks.greeks.gamma if marks else None,
+                vega=units * marks.greeks.vega if marks else None,
+                theta=units * marks.greeks.theta if marks else None,
             ))
         return out
 
@@ -429,14 +467,27 @@ class LocalVenue:
         view = self.state.account_summary(account_id)
         if view is None:
             return None
+        positions = await self.positions(account_id)
+        upl = sum(position.floating_pnl_raw for position in positions)
+        value = sum(position.size_raw * position.mark_price_raw // NOTIONAL_DIVISOR
+                    for position in positions if position.mark_price_raw is not None)
+        marked = [position for position in positions if position.delta is not None]
         return v.AccountView(
             account_id=account_id, currency=self.state.config.quote,
-            balance_raw=view.cash.raw, equity_raw=view.cash.raw,
+            balance_raw=view.cash.raw, equity_raw=view.cash.raw + value,
             available_funds_raw=view.available.raw,
             available_withdrawal_funds_raw=view.available.raw,
             initial_margin_raw=view.locked.raw, maintenance_margin_raw=view.locked.raw,
-            total_pl_raw=view.realized_pnl.raw, session_upl_raw=0,
+            total_pl_raw=view.realized_pnl.raw + upl, session_upl_raw=upl,
             session_rpl_raw=view.realized_pnl.raw, fees_paid_raw=view.fees_paid.raw,
+            delta_total=sum((p.delta for p in marked if p.delta is not None), Decimal(0))
+            if marked else None,
+            options_gamma=sum((p.gamma for p in marked if p.gamma is not None), Decimal(0))
+            if marked else None,
+            options_vega=sum((p.vega for p in marked if p.vega is not None), Decimal(0))
+            if marked else None,
+            options_theta=sum((p.theta for p in marked if p.theta is not None), Decimal(0))
+            if marked else None,
         )
 
     async def cluster_status(self) -> dict[str, Any]:

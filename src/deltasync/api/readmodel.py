@@ -23,6 +23,7 @@ from deltasync.api import venue as v
 from deltasync.core.fixed import NOTIONAL_DIVISOR
 from deltasync.exchange import commands as xc
 from deltasync.exchange import events as xe
+from deltasync.exchange.oracle import IndexPriceUpdated
 
 ORDERS_KEPT_MAX = 200_000  # closed orders are forgotten oldest first beyond this
 TRADES_PER_INSTRUMENT_MAX = 1_000
@@ -151,6 +152,7 @@ class ReadModel:
             orders=tuple(self.orders[order_id] for order_id in block.orders_changed
                          if order_id in self.orders),
             trades=tuple(block.trades), levels=tuple(levels),
+            indexes=tuple(block.indexes[name] for name in sorted(block.indexes)),
             accounts=tuple(sorted(block.accounts)),
             instruments=tuple(sorted(block.instruments_touched)),
         )
@@ -184,7 +186,7 @@ class ReadModel:
                 post_only = reduce_only = False
                 if isinstance(command, xc.PlaceOrder):
                     post_only, reduce_only = command.post_only, command.reduce_only
-                view = v.OrderView(
+                accepted = v.OrderView(
                     order_id=event.order_id, account_id=event.account,
                     instrument_name=event.instrument, direction=_SIDE[event.side],
                     order_type=_TYPE[event.order_type], time_in_force=_TIF[event.time_in_force],
@@ -193,8 +195,8 @@ class ReadModel:
                     reduce_only=reduce_only, label=event.label, creation_timestamp_ms=time_ms,
                     last_update_timestamp_ms=time_ms,
                 )
-                self._put_order(view)
-                block.touch(view)
+                self._put_order(accepted)
+                block.touch(accepted)
                 if result is not None:
                     result.order_id = event.order_id
             case xe.Trade():
@@ -257,6 +259,10 @@ class ReadModel:
                 block.accounts.add(event.account)
             case xe.InstrumentListed() | xe.InstrumentExpired():
                 block.instruments_touched.add(event.instrument)
+            case IndexPriceUpdated():
+                name = f"{event.underlying.lower()}_usdc"
+                block.indexes[name] = v.IndexView(name, event.price.raw,
+                                                  event.block_time_ns // 1_000_000)
             case _:
                 # Events of other owners (oracle, margin): accounts they name changed.
                 account = getattr(event, "account", None)
@@ -370,7 +376,8 @@ class ReadModel:
 
 
 class _BlockFold:
-    __slots__ = ("height", "time_ms", "orders_changed", "trades", "accounts", "instruments_touched")
+    __slots__ = ("height", "time_ms", "orders_changed", "trades", "accounts", "instruments_touched",
+                 "indexes")
 
     def __init__(self, height: int, time_ms: int) -> None:
         self.height = height
@@ -379,6 +386,7 @@ class _BlockFold:
         self.trades: list[v.TradeView] = []
         self.accounts: set[int] = set()
         self.instruments_touched: set[str] = set()
+        self.indexes: dict[str, v.IndexView] = {}
 
     def touch(self, view: v.OrderView) -> None:
         self.orders_changed.pop(view.order_id, None)

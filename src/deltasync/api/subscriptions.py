@@ -363,7 +363,8 @@ class Hub:
                         sub.session.notify(channel, shapes.account_summary(summary))
 
     def _flush_book(self, sub: Subscription) -> None:
-        bids, asks = [], []
+        bids: list[list[Any]] = []
+        asks: list[list[Any]] = []
         for (side, price_raw), amount_raw in sorted(sub.pending.items()):
             entry = _level_entry(price_raw, amount_raw)
             (bids if side == "buy" else asks).append(entry)
