@@ -237,6 +237,8 @@ def test_degenerate_inputs() -> None:
     zero_vol = black_scholes(110.0, 100.0, 0.0, 1.0, 0.05, True)
     assert zero_vol.price == pytest.approx(110.0 - 100.0 * math.exp(-0.05), rel=1e-15)
     assert zero_vol.delta == 1.0 and zero_vol.gamma == 0.0 and zero_vol.vega == 0.0
+    vanishing = black_scholes(100.0, 100.0, 1e-160, 1e-200, 0.0, True)  # vol sqrt(T) ~ 1e-260
+    assert vanishing == Greeks(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     for bad in (
         (0.0, 100.0, 0.5, 1.0, 0.0),
         (100.0, -1.0, 0.5, 1.0, 0.0),

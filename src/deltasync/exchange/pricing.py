@@ -398,6 +398,8 @@ def black_scholes(
         return _degenerate(spot, strike, vol, t_years, rate, is_call)
     sqrt_t = math.sqrt(t_years)
     vol_sqrt_t = vol * sqrt_t
+    if vol_sqrt_t < 1e-150:  # no diffusion left to price: the vol == 0 limit, no 0/0
+        return _degenerate(spot, strike, 0.0, t_years, rate, is_call)
     discount = exp(-rate * t_years) if rate != 0.0 else 1.0
     discounted_strike = strike * discount
     d1 = (log(spot / strike) + (rate + 0.5 * vol * vol) * t_years) / vol_sqrt_t
