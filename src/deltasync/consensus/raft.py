@@ -320,10 +320,12 @@ class RaftNode:
             self._maybe_send_append(to, send_if_empty=True)
         return None
 
-    def compact(self, index: int, data: bytes) -> None:
+    def compact(self, index: int, data: bytes) -> SnapshotMeta:
         """Replace the log up to ``index`` by the application's snapshot ``data``.
 
         ``data`` must be the state machine after applying exactly ``index``.
+        Returns the snapshot's metadata (term and membership at ``index``): the
+        caller stores it with ``data`` and drops its own log entries up to ``index``.
         """
         if index > self.log.applied:
             raise RaftUsageError(reason="compact beyond applied", index=index, applied=self.log.applied)
@@ -336,6 +338,11 @@ class RaftNode:
         meta = SnapshotMeta(index=index, term=term, conf_state=self._conf.at(index))
         self.log.storage.compact(Snapshot(meta, data))
         self._conf.compact_to(index)
+        return meta
+
+    def conf_state_at(self, index: int) -> ConfState:
+        """The membership in force at ``index`` (at or after the snapshot)."""
+        return self._conf.at(index)
 
     # --- output ---------------------------------------------------------------
 
