@@ -55,7 +55,7 @@ def verify(*args: str) -> tuple[int, str]:
 
 def test_init_creates_the_layout_and_checks_ownership(tmp_path: Path) -> None:
     data_dir = DataDir.init(str(tmp_path / "n1"), node_id=1, cluster="c")
-    for sub in ("wal", "snapshots", "reports"):
+    for sub in ("raft/wal", "snapshots", "reports"):
         assert (tmp_path / "n1" / sub).is_dir()
     assert json.loads((tmp_path / "n1" / "node.json").read_text()) == {
         "cluster": "c",
@@ -119,7 +119,7 @@ def test_verify_recomputes_snapshot_roots(tmp_path: Path) -> None:
 
 def test_verify_torn_tail_is_a_warning_and_changes_nothing(tmp_path: Path) -> None:
     make_node(tmp_path)
-    segment = sorted((tmp_path / "wal").glob("*.wal"))[0]
+    segment = sorted((tmp_path / "raft" / "wal").glob("*.wal"))[0]
     segment.write_bytes(segment.read_bytes()[:-5])
     before = segment.read_bytes()
     code, out = verify(str(tmp_path), "--json")
@@ -133,7 +133,7 @@ def test_verify_torn_tail_is_a_warning_and_changes_nothing(tmp_path: Path) -> No
 
 def test_verify_corrupt_middle_record_names_the_offset(tmp_path: Path) -> None:
     make_node(tmp_path)
-    segment = sorted((tmp_path / "wal").glob("*.wal"))[0]
+    segment = sorted((tmp_path / "raft" / "wal").glob("*.wal"))[0]
     data = bytearray(segment.read_bytes())
     data[len(data) // 2] ^= 0x10
     segment.write_bytes(bytes(data))
@@ -168,7 +168,17 @@ def test_verify_missing_or_foreign_dir(tmp_path: Path) -> None:
     code, out = verify(str(tmp_path / "nope"))
     assert code == 1 and "no such directory" in out
     code, out = verify(str(tmp_path))
-    assert code == 1 and "node.json" in out
+    assert code == 1 and "not a deltasync data dir" in out
+
+
+def test_verify_dir_without_node_json(tmp_path: Path) -> None:
+    make_node(tmp_path)
+    (tmp_path / "node.json").unlink()
+    code, out = verify(str(tmp_path))
+    assert code == 0 and "node.json is missing" in out
+    (tmp_path / "node.json").write_text("{not json")
+    code, out = verify(str(tmp_path))
+    assert code == 1 and "not valid JSON" in out
 
 
 def test_verify_reports_a_halt_report_as_a_warning(tmp_path: Path) -> None:

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from deltasync.storage.errors import CorruptRecordError, CorruptSegmentError, StorageUsageError
+from deltasync.storage.errors import (
+    CorruptRecordError,
+    CorruptSegmentError,
+    StorageUsageError,
+    WalFailedError,
+)
 from deltasync.storage.wal import (
     RECORD_HEADER_BYTES,
     SEGMENT_HEADER_BYTES,
@@ -296,3 +301,26 @@ def test_stale_record_number_is_corruption(tmp_path: Path) -> None:
     with pytest.raises(CorruptRecordError) as caught:
         _open(tmp_path)
     assert "seq 9" in caught.value.fields["reason"]
+
+
+def test_a_failed_fsync_makes_the_log_refuse_further_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wal, _ = _open(tmp_path)
+    wal.append(b"durable")
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(WalFailedError) as caught:
+        wal.append(b"maybe lost")
+    assert caught.value.fields["operation"] == "sync"
+    monkeypatch.undo()
+    # Even though fsync works again, a retry could report success for lost pages: refuse.
+    with pytest.raises(WalFailedError):
+        wal.append(b"retry")
+    with pytest.raises(WalFailedError):
+        wal.sync()
+    wal, report = _open(tmp_path)  # reopening recovers from what is on disk
+    assert _records(wal)[0] == b"durable"

@@ -8,6 +8,7 @@ from deltasync.storage.errors import (
     CorruptStateError,
     StorageError,
     StorageUsageError,
+    WalFailedError,
 )
 from deltasync.storage.fs import FileSystem, MemoryFileSystem, OsFileSystem
 from deltasync.storage.raft_log import HardState, LogEntry, RaftStorage, RecoveredState
@@ -33,5 +34,6 @@ __all__ = [
     "StorageError",
     "StorageUsageError",
     "StoredSnapshot",
+    "WalFailedError",
     "WriteAheadLog",
 ]

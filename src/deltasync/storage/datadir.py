@@ -6,9 +6,10 @@
       node.json      who owns this folder: {"format": 1, "node_id": N, "cluster": "..."};
                      written once by ``DataDir.init``, checked on every open
       LOCK           held with flock by the running node: one process per folder
-      raft.state     Raft compaction point and a copy of the hard state (raft_log)
-      wal/           WAL segments <first seq>.wal: hard state and log entries (wal, raft_log)
-      snapshots/     <index>-<term>.snap, the newest few (snapshot)
+      raft/          the Raft log (raft_log.RaftStorage):
+        raft.state     compaction point and a copy of the hard state
+        wal/           WAL segments <first seq>.wal: hard-state and entry records
+      snapshots/     <index>-<term>.snap, the newest few (snapshot.SnapshotStore)
       reports/       JSON reports a node writes when it halts, e.g. a state-root
                      divergence naming the height and the first divergent keys
 
@@ -35,6 +36,7 @@ from deltasync.storage.snapshot import SnapshotStore
 LAYOUT_FORMAT = 1
 NODE_FILENAME = "node.json"
 LOCK_FILENAME = "LOCK"
+RAFT_DIRNAME = "raft"
 SNAPSHOTS_DIRNAME = "snapshots"
 REPORTS_DIRNAME = "reports"
 _REPORT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -64,12 +66,16 @@ class DataDir:
         return f"{self.root}/{NODE_FILENAME}"
 
     @property
+    def raft_dir(self) -> str:
+        return f"{self.root}/{RAFT_DIRNAME}"
+
+    @property
     def raft_state_file(self) -> str:
-        return f"{self.root}/{STATE_FILENAME}"
+        return f"{self.raft_dir}/{STATE_FILENAME}"
 
     @property
     def wal_dir(self) -> str:
-        return f"{self.root}/{WAL_DIRNAME}"
+        return f"{self.raft_dir}/{WAL_DIRNAME}"
 
     @property
     def snapshots_dir(self) -> str:
@@ -156,7 +162,7 @@ class DataDir:
     def open_raft(
         self, *, segment_bytes_target: int = wal_segment_bytes_target
     ) -> tuple[RaftStorage, RecoveredState]:
-        return RaftStorage.open(self.root, self.fs, segment_bytes_target=segment_bytes_target)
+        return RaftStorage.open(self.raft_dir, self.fs, segment_bytes_target=segment_bytes_target)
 
     def snapshots(self, *, keep: int = snapshots_kept_default) -> SnapshotStore:
         return SnapshotStore(self.snapshots_dir, self.fs, keep=keep)

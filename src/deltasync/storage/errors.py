@@ -44,5 +44,10 @@ class CorruptStateError(StorageError):
     """A small state file (hard state, node.json) is damaged (fields: path, reason)."""
 
 
+class WalFailedError(StorageError):
+    """A WAL write or fsync failed; the log refuses further writes until it is reopened
+    (fields: directory, operation, detail)."""
+
+
 class StorageUsageError(LocalError):
     """The storage API was called out of contract (fields: reason, ...)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deltasync.storage.datadir import DataDir
+from deltasync.storage.datadir import NODE_FILENAME, RAFT_DIRNAME, DataDir
 from deltasync.storage.errors import (
     CorruptRecordError,
     CorruptSnapshotError,
@@ -34,12 +34,21 @@ def verify_data_dir(
     if not data_dir.fs.is_dir(data_dir.root):
         errors.append(f"{data_dir.root}: no such directory")
         return {**out, "ok": False, "errors": errors, "warnings": warnings}
-    try:
-        identity = data_dir.identity()
-        out["node"] = {"node_id": identity.node_id, "cluster": identity.cluster}
-    except StorageError as exc:
-        out["node"] = None
-        errors.append(_describe(exc))
+    out["node"] = None
+    if data_dir.is_initialized():
+        try:
+            identity = data_dir.identity()
+            out["node"] = {"node_id": identity.node_id, "cluster": identity.cluster}
+        except StorageError as exc:
+            errors.append(_describe(exc))
+    elif data_dir.fs.is_dir(data_dir.raft_dir):
+        warnings.append(f"{data_dir.node_file} is missing: the node's identity is unknown")
+    else:
+        errors.append(
+            f"{data_dir.root}: not a deltasync data dir (neither {NODE_FILENAME} nor"
+            f" {RAFT_DIRNAME}/ found)"
+        )
+        return {**out, "ok": False, "errors": errors, "warnings": warnings}
 
     recovered = _check_raft(data_dir, out, errors, warnings)
     _check_snapshots(data_dir, recovered, verify_root, out, errors)
@@ -54,7 +63,7 @@ def _check_raft(
     data_dir: DataDir, out: dict[str, Any], errors: list[str], warnings: list[str]
 ) -> RecoveredState | None:
     try:
-        storage, recovered = RaftStorage.open(data_dir.root, data_dir.fs, read_only=True)
+        storage, recovered = RaftStorage.open(data_dir.raft_dir, data_dir.fs, read_only=True)
     except CorruptRecordError as exc:
         out["wal"] = {"corrupt": _fields(exc)}
         errors.append(

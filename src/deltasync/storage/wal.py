@@ -40,6 +40,7 @@ import struct
 import zlib
 from array import array
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from deltasync.core.limits import (
@@ -52,6 +53,7 @@ from deltasync.storage.errors import (
     CorruptRecordError,
     CorruptSegmentError,
     StorageUsageError,
+    WalFailedError,
 )
 from deltasync.storage.fs import FileSystem, OsFileSystem, WritableFile
 
@@ -398,6 +400,7 @@ class WriteAheadLog:
         self._unsynced = False  # bytes written to the active segment since its last fsync
         self._dir_unsynced = False  # a segment was created since the last directory fsync
         self._read_only = False
+        self._failed: str | None = None  # set by a failed write/fsync: the log is then unusable
 
     @classmethod
     def open(
@@ -510,35 +513,39 @@ class WriteAheadLog:
                     size=len(payload),
                     max=self._record_bytes_max,
                 )
-        segment = self._writable_segment()
-        chunks: list[bytes] = []
-        end = segment.end
-        seq = self._next_seq
-        for payload in records:
-            if end >= self._segment_bytes_target and len(segment.offsets):
-                self._write(segment, chunks, end)
-                chunks = []
-                segment = self._roll(seq)
-                end = segment.end
-            record = encode_record(seq, payload)
-            segment.offsets.append(end)
-            chunks.append(record)
-            end += len(record)
-            seq += 1
-        self._write(segment, chunks, end)
-        self._next_seq = seq
+        with self._io("append"):
+            segment = self._writable_segment()
+            chunks: list[bytes] = []
+            end = segment.end
+            seq = self._next_seq
+            for payload in records:
+                if end >= self._segment_bytes_target and len(segment.offsets):
+                    self._write(segment, chunks, end)
+                    chunks = []
+                    segment = self._roll(seq)
+                    end = segment.end
+                record = encode_record(seq, payload)
+                segment.offsets.append(end)
+                chunks.append(record)
+                end += len(record)
+                seq += 1
+            self._write(segment, chunks, end)
+            self._next_seq = seq
         if sync:
             self.sync()
         return seq - 1
 
     def sync(self) -> None:
         """Make every appended record durable."""
-        if self._unsynced and self._active is not None:
-            self._active.sync()
-            self._unsynced = False
-        if self._dir_unsynced:
-            self._fs.sync_dir(self._directory)
-            self._dir_unsynced = False
+        if not (self._unsynced or self._dir_unsynced):
+            return
+        with self._io("sync"):
+            if self._unsynced and self._active is not None:
+                self._active.sync()
+                self._unsynced = False
+            if self._dir_unsynced:
+                self._fs.sync_dir(self._directory)
+                self._dir_unsynced = False
 
     def truncate_after(self, seq: int) -> None:
         """Remove every record after ``seq`` (Raft log conflict), durably."""
@@ -551,26 +558,27 @@ class WriteAheadLog:
                 seq=seq,
                 first_seq=self.first_seq,
             )
-        removed = False
-        while len(self._segments) > 1 and self._segments[-1].first_seq > seq:
+        with self._io("truncate"):
+            removed = False
+            while len(self._segments) > 1 and self._segments[-1].first_seq > seq:
+                self._close_active()
+                self._fs.remove(self._segments.pop().path)  # newest first: a valid prefix remains
+                removed = True
+            if removed:
+                self._fs.sync_dir(self._directory)
+                self._dir_unsynced = False
+            segment = self._segments[-1]
+            keep = seq - segment.first_seq + 1
+            if keep < len(segment.offsets):
+                segment.end = segment.offsets[keep]
+                del segment.offsets[keep:]
             self._close_active()
-            self._fs.remove(self._segments.pop().path)
-            removed = True
-        if removed:
-            self._fs.sync_dir(self._directory)
-            self._dir_unsynced = False
-        segment = self._segments[-1]
-        keep = seq - segment.first_seq + 1
-        if keep < len(segment.offsets):
-            segment.end = segment.offsets[keep]
-            del segment.offsets[keep:]
-        self._close_active()
-        handle = self._fs.open_append(segment.path)
-        handle.truncate(segment.end)
-        handle.sync()
-        self._active = handle
-        self._unsynced = False
-        self._next_seq = seq + 1
+            handle = self._fs.open_append(segment.path)
+            handle.truncate(segment.end)
+            handle.sync()
+            self._active = handle
+            self._unsynced = False
+            self._next_seq = seq + 1
 
     def drop_before(self, seq: int) -> list[str]:
         """Delete segments whose records all precede ``seq`` (after a snapshot covers them).
@@ -581,16 +589,19 @@ class WriteAheadLog:
         self._check_writable()
         self.sync()  # never let a directory fsync publish a segment whose header is not durable
         removed: list[str] = []
-        while len(self._segments) > 1 and self._segments[0].last_seq < seq:
-            path = self._segments.pop(0).path
-            self._fs.remove(path)
-            removed.append(path)
-        if removed:
-            self._fs.sync_dir(self._directory)
+        with self._io("drop segments"):
+            while len(self._segments) > 1 and self._segments[0].last_seq < seq:
+                path = self._segments.pop(0).path
+                self._fs.remove(path)
+                removed.append(path)
+            if removed:
+                self._fs.sync_dir(self._directory)
         return removed
 
     def close(self) -> None:
-        self.sync()
+        """Sync (unless the log failed or is read-only) and release the file handle."""
+        if self._failed is None and not self._read_only:
+            self.sync()
         self._close_active()
 
     # --- internals ----------------------------------------------------------------
@@ -598,6 +609,32 @@ class WriteAheadLog:
     def _check_writable(self) -> None:
         if self._read_only:
             raise StorageUsageError(reason="WAL opened read-only", directory=self._directory)
+        if self._failed is not None:
+            raise WalFailedError(
+                reason="an earlier WAL operation failed; reopen the log to recover",
+                directory=self._directory,
+                failure=self._failed,
+            )
+
+    @contextmanager
+    def _io(self, operation: str) -> Iterator[None]:
+        """Run file operations; after any OSError the log refuses all further writes.
+
+        A failed write or fsync leaves the disk in an unknown state (and a retried
+        fsync may report success for pages the kernel already dropped), so the only
+        safe continuation is a restart that recovers from what is really on disk.
+        """
+        self._check_writable()
+        try:
+            yield
+        except OSError as exc:
+            self._failed = f"{operation}: {exc!r}"
+            raise WalFailedError(
+                reason="WAL I/O failed; restart the node to recover from the disk",
+                directory=self._directory,
+                operation=operation,
+                detail=repr(exc),
+            ) from exc
 
     def _writable_segment(self) -> _Segment:
         if not self._segments:
