@@ -84,6 +84,7 @@ def write_configs(
             "data_dir": str(directory.resolve()),
             "raft_address": peers[str(i)],
             "api_address": f"127.0.0.1:{api_ports[i]}",
+            "gateway_address": f"127.0.0.1:{base_port + 200 + i}",
             "peers": peers,
             "api_peers": api_peers,
             "cluster_secret_hex": secret,
@@ -92,7 +93,14 @@ def write_configs(
             **(extra or {}),
         }
         (directory / "node.json").write_text(json.dumps(config, indent=2))
-    cluster = {"nodes": list(range(1, nodes + 1)), "api": api_peers, "base_port": base_port}
+    gateways = {str(i): f"127.0.0.1:{base_port + 200 + i}" for i in range(1, nodes + 1)}
+    cluster = {
+        "nodes": list(range(1, nodes + 1)),
+        "api": api_peers,
+        "gateway": gateways,
+        "base_port": base_port,
+        "cluster_secret_hex": secret,
+    }
     (data_dir / "cluster.json").write_text(json.dumps(cluster, indent=2))
     return cluster
 

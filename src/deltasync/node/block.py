@@ -20,10 +20,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from deltasync.core import limits
-from deltasync.core.codec import decode, encode
+from deltasync.core.codec import Registry, decode, encode
 from deltasync.core.errors import CodecError
 
 GENESIS_HASH = bytes(32)
+
+NODE_COMMANDS = Registry("node.commands")
+
+
+@NODE_COMMANDS.register(900)
+@dataclass(frozen=True, slots=True)
+class Noop:
+    """A command that is ordered, made durable and deduplicated but changes no state.
+
+    Used to measure consensus alone (``deltasync bench consensus``)."""
+
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.payload) > limits.command_bytes_max:
+            raise CodecError(reason="noop payload too large", size=len(self.payload))
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ Example (``cluster up`` writes these)::
     data_dir = "/tmp/ds/node1"
     raft_address = "127.0.0.1:7101"
     api_address = "127.0.0.1:8101"
+    gateway_address = "127.0.0.1:7201"  # native msgpack gateway (optional)
     cluster_secret_hex = "..."          # 32 random bytes shared by the cluster
     demo_mode = true                    # allows account creation with a deposit
     [peers]                             # raft addresses of every voter, self included
@@ -42,6 +43,7 @@ class NodeConfig:
     data_dir: Path
     raft_address: tuple[str, int]
     api_address: tuple[str, int] | None
+    gateway_address: tuple[str, int] | None
     peers: dict[int, tuple[str, int]]
     api_peers: dict[int, str] = field(default_factory=dict)
     cluster_secret: bytes = b""
@@ -70,11 +72,13 @@ class NodeConfig:
         if len(secret) < 16:
             raise ConfigError(key="cluster_secret_hex", reason="at least 16 bytes required")
         api = raw.get("api_address")
+        gateway = raw.get("gateway_address")
         config = NodeConfig(
             node_id=node_id,
             data_dir=Path(raw["data_dir"]),
             raft_address=_address(raw.get("raft_address", ""), "raft_address"),
             api_address=_address(api, "api_address") if api else None,
+            gateway_address=_address(gateway, "gateway_address") if gateway else None,
             peers=peers,
             api_peers={int(k): str(v) for k, v in raw.get("api_peers", {}).items()},
             cluster_secret=secret,
@@ -119,6 +123,8 @@ class NodeConfig:
         }
         if self.api_address:
             out["api_address"] = f"{self.api_address[0]}:{self.api_address[1]}"
+        if self.gateway_address:
+            out["gateway_address"] = f"{self.gateway_address[0]}:{self.gateway_address[1]}"
         if self.genesis is not None:
             out["genesis"] = self.genesis
         return out

@@ -50,7 +50,7 @@ from deltasync.core import limits
 from deltasync.core.codec import Registry, decode, encode
 from deltasync.core.errors import CodecError, DeltasyncError, LocalError
 from deltasync.exchange.state import BlockResult, ExchangeState
-from deltasync.node.block import GENESIS_HASH, Block, BlockHeader, ClientCommand, block_hash
+from deltasync.node.block import GENESIS_HASH, Block, BlockHeader, ClientCommand, Noop, block_hash
 from deltasync.node.sessions import Outcome, SessionTable
 from deltasync.storage import raft_log
 from deltasync.storage.raft_log import RaftStorage
@@ -556,6 +556,11 @@ class NodeCore:
                     cached[position] = Answer(
                         command.session, command.request, header.height, (), "malformed"
                     )
+                    continue
+                if isinstance(decoded, Noop):
+                    # replicated and deduplicated like any command, but no exchange work
+                    self.sessions.record(command.session, command.request, [header.height, []], header.time_ns)
+                    cached[position] = Answer(command.session, command.request, header.height, ())
                     continue
                 commands.append(decoded)
                 applied_positions.append(position)

@@ -14,6 +14,7 @@ from deltasync.exchange.commands import COMMANDS
 from deltasync.exchange.events import EVENTS
 from deltasync.exchange.genesis import GenesisConfig, default_genesis
 from deltasync.exchange.state import ExchangeState
+from deltasync.node.block import NODE_COMMANDS
 from deltasync.node.driver import CommandCodec
 
 
@@ -22,7 +23,7 @@ def genesis_from(raw: dict[str, Any] | None) -> GenesisConfig:
 
 
 def command_registries() -> list[Registry]:
-    return [COMMANDS]
+    return [COMMANDS, NODE_COMMANDS]
 
 
 def event_registries() -> list[Registry]:

@@ -90,6 +90,7 @@ class NodeServer:
             self._on_peer_message,
             rng=random.Random(config.seed * 7919 + 1),
         )
+        self.gateway: Any = None
         self.api: Any = None  # an object with ``async stop()``, attached by the process entry
 
     # --- lifecycle -------------------------------------------------------------------
@@ -99,12 +100,19 @@ class NodeServer:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._ticker()))
         self._tasks.append(loop.create_task(self._status_writer()))
+        if self.config.gateway_address is not None:
+            from deltasync.node.gateway import GatewayServer
+
+            self.gateway = GatewayServer(self, *self.config.gateway_address)
+            await self.gateway.start()
         log.info("node %d started (height %d)", self.config.node_id, self.core.tip.height)
 
     async def stop(self) -> None:
         self._stopping.set()
         if self.api is not None:
             await self.api.stop()
+        if self.gateway is not None:
+            await self.gateway.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
