@@ -126,7 +126,7 @@ def test_jsonl_subprocess() -> None:
     assert completed.returncode == 1, completed.stderr
     results = [json.loads(line) for line in completed.stdout.splitlines()]
     assert round(results[0]["price"], 2) == 4.76 and round(results[2]["price"], 2) == 0.81  # Hull
-    assert results[1] == {"line": 2, "error": "vol must be non-negative and finite, got -0.2"}
+    assert results[1] == {"line": 2, "error": "vol must be in [0, 1000], got -0.2"}
     assert results[3]["line"] == 4 and results[3]["error"].startswith("invalid JSON")
 
 

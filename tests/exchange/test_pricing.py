@@ -246,6 +246,9 @@ def test_degenerate_inputs() -> None:
         (100.0, 100.0, 0.5, -1.0, 0.0),
         (100.0, 100.0, 0.5, 1.0, math.nan),
         (math.inf, 100.0, 0.5, 1.0, 0.0),
+        (100.0, 100.0, 1e200, 1.0, 0.0),  # vol^2 would overflow
+        (100.0, 100.0, 0.5, 1.0, -1000.0),  # exp(-r T) would overflow
+        (100.0, 100.0, 0.5, 1e9, 0.0),
     ):
         with pytest.raises(ValueError):
             black_scholes(*bad, True)
@@ -343,3 +346,16 @@ def test_greeks_raw_saturates_instead_of_overflowing() -> None:
     # At the money one nanosecond before expiry gamma is enormous on a cheap underlying.
     raw = greeks_raw(1, 1, 10_000, 1, 0, OptionKind.CALL)
     assert raw.gamma == INT64_MAX
+    # An absurd integer vol saturates at VOL_MAX: the call is worth (almost) the spot.
+    huge = greeks_raw(
+        100 * PRICE_SCALE, 100 * PRICE_SCALE, 2**62, NS_PER_YEAR_365, 0, OptionKind.CALL
+    )
+    assert huge == greeks_raw(
+        100 * PRICE_SCALE,
+        100 * PRICE_SCALE,
+        pricing.VOL_PPM_MAX,
+        NS_PER_YEAR_365,
+        0,
+        OptionKind.CALL,
+    )
+    assert huge.price == 100 * PRICE_SCALE

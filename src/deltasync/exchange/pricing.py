@@ -327,6 +327,13 @@ class Greeks(NamedTuple):
     rho: float
 
 
+# Input ranges: wide enough for any market, narrow enough that nothing overflows
+# (vol^2 T and r T stay far from exp's range).
+VOL_MAX = 1_000.0  # 100,000 % a year
+T_YEARS_MAX = 100.0
+RATE_MAX = 5.0  # 500 % a year, continuous
+assert VOL_MAX * VOL_MAX * T_YEARS_MAX < 1e300 and RATE_MAX * T_YEARS_MAX < 700.0
+
 _new_greeks = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 
 
@@ -335,12 +342,12 @@ def _check_inputs(spot: float, strike: float, vol: float, t_years: float, rate: 
         raise ValueError(f"spot must be positive and finite, got {spot!r}")
     if not (0.0 < strike < math.inf):
         raise ValueError(f"strike must be positive and finite, got {strike!r}")
-    if not (0.0 <= vol < math.inf):
-        raise ValueError(f"vol must be non-negative and finite, got {vol!r}")
-    if not (0.0 <= t_years < math.inf):
-        raise ValueError(f"t_years must be non-negative and finite, got {t_years!r}")
-    if not (-math.inf < rate < math.inf):
-        raise ValueError(f"rate must be finite, got {rate!r}")
+    if not (0.0 <= vol <= VOL_MAX):
+        raise ValueError(f"vol must be in [0, {VOL_MAX:g}], got {vol!r}")
+    if not (0.0 <= t_years <= T_YEARS_MAX):
+        raise ValueError(f"t_years must be in [0, {T_YEARS_MAX:g}], got {t_years!r}")
+    if not (-RATE_MAX <= rate <= RATE_MAX):
+        raise ValueError(f"rate must be in [-{RATE_MAX:g}, {RATE_MAX:g}], got {rate!r}")
 
 
 def _degenerate(
@@ -390,9 +397,9 @@ def black_scholes(
     if not (
         0.0 < spot < math.inf
         and 0.0 < strike < math.inf
-        and 0.0 < vol < math.inf
-        and 0.0 < t_years < math.inf
-        and -math.inf < rate < math.inf
+        and 0.0 < vol <= VOL_MAX
+        and 0.0 < t_years <= T_YEARS_MAX
+        and -RATE_MAX <= rate <= RATE_MAX
     ):
         _check_inputs(spot, strike, vol, t_years, rate)  # raises on invalid input
         return _degenerate(spot, strike, vol, t_years, rate, is_call)
@@ -567,6 +574,9 @@ RATE_SCALE = 1_000_000  # rate_ppm: 1e-6 per year, continuously compounded
 DELTA_SCALE = 100_000_000  # 1e-8
 GAMMA_SCALE = 1_000_000_000_000  # 1e-12 per USDC
 GREEK_MONEY_SCALE = PRICE_SCALE  # vega, theta, rho: 1e-6 USDC per unit of underlying
+VOL_PPM_MAX = int(VOL_MAX) * VOL_SCALE  # larger integer vols saturate here
+RATE_PPM_MAX = int(RATE_MAX) * RATE_SCALE
+T_NS_MAX = int(T_YEARS_MAX) * NS_PER_YEAR_365
 _TWO_63 = 9223372036854775808.0
 
 
@@ -603,11 +613,12 @@ def _inputs_from_raw(
     spot_raw: int, strike_raw: int, vol_ppm: int, t_ns: int, rate_ppm: int
 ) -> tuple[float, float, float, float, float]:
     assert spot_raw > 0 and strike_raw > 0 and vol_ppm >= 0, (spot_raw, strike_raw, vol_ppm)
+    assert -RATE_PPM_MAX <= rate_ppm <= RATE_PPM_MAX and t_ns <= T_NS_MAX, (rate_ppm, t_ns)
     # int / int is correctly rounded in Python: one deterministic rounding each.
     return (
         spot_raw / PRICE_SCALE,
         strike_raw / PRICE_SCALE,
-        vol_ppm / VOL_SCALE,
+        (vol_ppm if vol_ppm < VOL_PPM_MAX else VOL_PPM_MAX) / VOL_SCALE,  # saturate
         (t_ns if t_ns > 0 else 0) / NS_PER_YEAR_365,
         rate_ppm / RATE_SCALE,
     )
