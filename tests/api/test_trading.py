@@ -92,6 +92,15 @@ def test_orders_trades_positions_and_account_over_websocket() -> None:
             assert await maker.cancel_all() == 2
             assert await maker.get_open_orders() == []
 
+            # contracts instead of amount (0.01 BTC per contract), edit without a price
+            by_contracts = await maker.call("private/buy", {
+                "instrument_name": PUT, "contracts": 3, "price": 1000, "post_only": True})
+            assert by_contracts["order"]["amount"] == Decimal("0.03")
+            edited = await maker.call("private/edit", {
+                "order_id": by_contracts["order"]["order_id"], "amount": Decimal("0.02")})
+            assert edited["order"]["price"] == 1000 and edited["order"]["amount"] == Decimal("0.02")
+            assert await maker.cancel_all() == 1
+
             # immediate-or-cancel remainder and a market order
             await maker.sell(CALL, "0.02", "2400", post_only=True)
             ioc = await taker_http.buy(CALL, "0.05", "2400", time_in_force="immediate_or_cancel")

@@ -137,6 +137,7 @@ class LocalVenue:
         self._roots: OrderedDict[int, v.StateRootView] = OrderedDict()
         self._answers: OrderedDict[tuple[int, str], asyncio.Future[v.CommandResult]] = OrderedDict()
         self._long_sizes: dict[tuple[int, str], int] = {}
+        self._instrument_views: dict[str, tuple[Instrument, v.InstrumentView]] = {}
         self._open_interest: dict[str, int] = {}
         self._next_account = max(max(self.state.accounts, default=0) + 1, first_account_id)
         self.blocks_applied = 0
@@ -286,6 +287,14 @@ class LocalVenue:
                 [(level.price.raw, level.amount.raw) for level in view.asks])
 
     def _instrument_view(self, instrument: Instrument) -> v.InstrumentView:
+        cached = self._instrument_views.get(instrument.name)
+        if cached is not None and cached[0] is instrument:  # instruments are immutable
+            return cached[1]
+        view = self._build_instrument_view(instrument)
+        self._instrument_views[instrument.name] = (instrument, view)
+        return view
+
+    def _build_instrument_view(self, instrument: Instrument) -> v.InstrumentView:
         genesis_ms = self.state.config.genesis_time_ns // 1_000_000
         return v.InstrumentView(
             instrument_name=instrument.name, kind="option",

@@ -370,17 +370,24 @@ def _label(call: Call) -> str:
     return label
 
 
-def _amount(call: Call) -> int:
-    name = "amount" if call.params.has("amount") or not call.params.has("contracts") else "contracts"
-    amount = call.params.fixed(name)
-    assert amount is not None
-    return amount
+def _amount(call: Call, contract_size_raw: int | None = None) -> int:
+    """``amount`` (units of the underlying), or ``contracts`` x the contract size."""
+    if call.params.has("amount") or not call.params.has("contracts") or not contract_size_raw:
+        amount = call.params.fixed("amount")
+        assert amount is not None
+        return amount
+    contracts = call.params.decimal("contracts")
+    assert contracts is not None
+    if contracts != contracts.to_integral_value() or contracts <= 0:
+        raise errors.invalid_param("contracts", "a positive whole number of contracts")
+    if contracts > 10**12:
+        raise errors.invalid_param("contracts", "out of range")
+    return int(contracts) * contract_size_raw
 
 
 async def _place(m: Methods, call: Call, direction: Direction) -> Any:
     p = call.params
     name = p.string("instrument_name", max_len=400)
-    amount_raw = _amount(call)
     order_type = p.choice("type", OrderType, default=OrderType.LIMIT)
     label = _label(call)
     post_only = p.boolean("post_only")
@@ -389,6 +396,7 @@ async def _place(m: Methods, call: Call, direction: Direction) -> Any:
         legs = parse_combo(name)
         for leg in legs:
             await m._instrument(call, leg.instrument_name)
+        amount_raw = _amount(call)
         tif = p.choice("time_in_force", TimeInForce, default=TimeInForce.IMMEDIATE_OR_CANCEL)
         if tif not in (TimeInForce.IMMEDIATE_OR_CANCEL, TimeInForce.FILL_OR_KILL):
             raise ApiError(errors.INVALID_ARGS_FOR_INSTRUMENT, {
@@ -404,7 +412,8 @@ async def _place(m: Methods, call: Call, direction: Direction) -> Any:
         command: VenueCommand = PlaceComboOrder(name, legs, direction, amount_raw, price_raw, tif,
                                                 label)
     else:
-        await m._instrument(call, name)
+        instrument = await m._instrument(call, name)
+        amount_raw = _amount(call, instrument.contract_size_raw)
         tif = p.choice("time_in_force", TimeInForce, default=TimeInForce.GOOD_TIL_CANCELLED)
         price_raw = p.fixed("price", required=order_type is OrderType.LIMIT)
         if order_type is OrderType.MARKET:
@@ -434,8 +443,14 @@ async def _sell(m: Methods, call: Call) -> Any:
 
 async def _edit(m: Methods, call: Call) -> Any:
     order_id = _order_id(call)
-    amount_raw = _amount(call)
+    current = await m.venue.order(call.account_id, order_id, linearizable=True)
+    if current is None:
+        raise ApiError(errors.ORDER_NOT_FOUND, {"order_id": str(order_id)})
+    instrument = await m.venue.instrument(current.instrument_name)
+    amount_raw = _amount(call, instrument.contract_size_raw if instrument else None)
     price_raw = call.params.fixed("price", required=False)
+    if price_raw is None:
+        price_raw = current.price_raw
     command = EditOrder(order_id, amount_raw, price_raw, call.params.optional_boolean("post_only"),
                         call.params.optional_boolean("reduce_only"))
     return m._order_result(call, await m._submit(call, command))

@@ -43,7 +43,6 @@ def order(view: OrderView) -> dict[str, Any]:
         "instrument_name": view.combo_name or view.instrument_name,
         "price": price,
         "amount": money(view.amount_raw),
-        "contracts": money(view.amount_raw),
         "filled_amount": money(view.filled_amount_raw),
         "average_price": money(view.average_price_raw),
         "label": view.label,
@@ -80,7 +79,6 @@ def public_trade(trade: TradeView) -> dict[str, Any]:
         "instrument_name": trade.instrument_name,
         "direction": trade.direction.value,
         "amount": money(trade.amount_raw),
-        "contracts": money(trade.amount_raw),
         "combo_id": trade.combo_name,
         "liquidation": "T" if trade.liquidation else None,
     }
