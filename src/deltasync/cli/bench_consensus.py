@@ -1,0 +1,201 @@
+"""`deltasync bench consensus --json`: a 3-node loopback cluster of real processes.
+
+Figures (one JSON object):
+
+- ``noop_commands_per_s``: 100-byte ``Noop`` commands committed (fsync on a
+  quorum, applied by the leader) per second, many in flight from one client
+  on the leader's native gateway (the shape of PySyncObj's benchmark).
+- ``orders_per_s``: limit orders (half of them crossing) committed with fsync
+  and applied by *all three* nodes: the clock stops when every node has applied
+  the height of the last acknowledged order.
+- ``latency_p50_ms`` / ``latency_p99_ms``: submit -> committed answer for orders
+  sent open-loop at half of ``orders_per_s``.
+
+The client runs on the same 2-core machine as the three nodes, so it competes
+with them for CPU; figures are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HELP = "consensus benchmark on a 3-node loopback cluster"
+
+WINDOW = 2000  # requests in flight in the closed-loop phases
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=float, default=4.0, help="length of each phase")
+    parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--data-dir", type=Path, default=None)
+
+
+async def _closed_loop(client: Any, commands: list[list[Any]], session: int, seconds: float,
+                       first_request: int) -> tuple[int, float, int]:
+    """Keep WINDOW requests in flight until ``seconds`` pass; returns (acked, elapsed, last height)."""
+    acked = 0
+    last_height = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    next_index = 0
+    inflight: set[asyncio.Future[Any]] = set()
+
+    def launch() -> None:
+        nonlocal next_index
+        command = commands[next_index % len(commands)]
+        future = asyncio.ensure_future(client.submit(command, session, first_request + next_index))
+        next_index += 1
+        inflight.add(future)
+
+    for _ in range(WINDOW):
+        launch()
+    while inflight:
+        done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+        for future in done:
+            inflight.discard(future)
+            height, error, _ = future.result()
+            if error is None:
+                acked += 1
+                last_height = max(last_height, height)
+            if time.perf_counter() < deadline:
+                launch()
+    return acked, time.perf_counter() - start, last_height
+
+
+async def _open_loop(client: Any, commands: list[list[Any]], session: int, rate_per_s: float,
+                     seconds: float, first_request: int) -> list[float]:
+    latencies: list[float] = []
+    tasks = []
+
+    async def one(index: int) -> None:
+        sent = time.perf_counter()
+        _, error, _ = await client.submit(commands[index % len(commands)], session, first_request + index)
+        if error is None:
+            latencies.append(time.perf_counter() - sent)
+
+    start = time.perf_counter()
+    sent_count = 0
+    while time.perf_counter() - start < seconds:
+        due = int((time.perf_counter() - start) * rate_per_s)
+        while sent_count < due:
+            tasks.append(asyncio.ensure_future(one(sent_count)))
+            sent_count += 1
+        await asyncio.sleep(0.001)
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def _measure(data_dir: Path, cluster: dict[str, Any], seconds: float) -> dict[str, Any]:
+    from deltasync.cli import cluster as cluster_cli
+    from deltasync.core.fixed import Amount, Price, Quantity
+    from deltasync.exchange.commands import COMMANDS, Deposit, PlaceOrder, Side
+    from deltasync.exchange.genesis import default_genesis
+    from deltasync.node.block import NODE_COMMANDS, Noop
+    from deltasync.node.gateway import GatewayClient
+
+    secret = bytes.fromhex(cluster["cluster_secret_hex"])
+    leader_row = cluster_cli.wait_for_leader(data_dir, 30)
+    assert leader_row is not None, "no leader"
+    leader = int(leader_row["id"])
+
+    async def connect(node_id: int) -> GatewayClient:
+        host, port = cluster["gateway"][str(node_id)].rsplit(":", 1)
+        for _ in range(100):
+            client = GatewayClient(host, int(port), secret)
+            try:
+                await client.connect()
+                return client
+            except OSError:
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"gateway of node {node_id} unreachable")
+
+    client = await connect(leader)
+    noops = [NODE_COMMANDS.to_wire(Noop(bytes([i % 251]) * 100)) for i in range(1000)]
+    noop_acked, noop_s, _ = await _closed_loop(client, noops, 11, seconds, 1)
+
+    accounts = 2000
+    deposits = [COMMANDS.to_wire(Deposit(a, Amount.whole(10_000_000))) for a in range(1, accounts + 1)]
+    await asyncio.gather(*(client.submit(d, 12, i + 1) for i, d in enumerate(deposits)))
+    genesis = default_genesis()
+    instrument = next(i for i in genesis.build_instruments() if i.name.startswith("BTC"))
+    tick = max([instrument.tick_raw] + [tier.tick_raw for tier in instrument.tick_tiers])
+    base = 200 * tick
+    orders = []
+    for i in range(20_000):
+        side = Side.BUY if i % 2 == 0 else Side.SELL
+        # bids at or below base, asks at or above: every fourth pair crosses
+        offset = (i // 2 % 8) * tick
+        price = base - offset if side is Side.BUY else base + offset - (tick if i % 4 == 1 else 0)
+        orders.append(
+            COMMANDS.to_wire(
+                PlaceOrder(
+                    account=1 + i % accounts,
+                    instrument=instrument.name,
+                    side=side,
+                    amount=Quantity(instrument.min_amount_raw),
+                    price=Price(max(tick, price)),
+                )
+            )
+        )
+    start = time.perf_counter()
+    orders_acked, _, last_height = await _closed_loop(client, orders, 13, seconds, 1)
+    followers = [await connect(n) for n in cluster["nodes"] if n != leader]
+    for follower in followers:
+        while await follower.root_at(last_height) is None:
+            await asyncio.sleep(0.005)
+    orders_s = time.perf_counter() - start
+    orders_per_s = orders_acked / orders_s
+    roots = {(await c.root_at(last_height) or (0, b"", 0))[1] for c in [client, *followers]}
+    latencies = await _open_loop(client, orders, 14, orders_per_s / 2, seconds, 1)
+    for c in [client, *followers]:
+        await c.close()
+    return {
+        "nodes": len(cluster["nodes"]),
+        "noop_commands_per_s": round(noop_acked / noop_s),
+        "noop_payload_bytes": 100,
+        "orders_per_s": round(orders_per_s),
+        "orders_committed": orders_acked,
+        "latency_rate_per_s": round(orders_per_s / 2),
+        "latency_p50_ms": round(_percentile(latencies, 0.50) * 1000, 2),
+        "latency_p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "latency_samples": len(latencies),
+        "roots_agree": len(roots) == 1,
+        "fsync": True,
+        "phase_seconds": seconds,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from deltasync.cli import cluster as cluster_cli
+
+    own_dir = args.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="deltasync-bench-")) if own_dir else args.data_dir
+    base_port = 21000 + (int(time.time()) % 400) * 10
+    cluster = cluster_cli.write_configs(
+        data_dir, args.nodes, base_port, demo_mode=False,
+        extra={"snapshot_every_blocks": 1_000_000, "block_commands_max": 4096},
+    )
+    try:
+        for node_id in cluster["nodes"]:
+            cluster_cli.start_node(data_dir, node_id)
+        result = asyncio.run(_measure(data_dir, cluster, args.seconds))
+    finally:
+        cluster_cli.down(data_dir)
+        if own_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    print(json.dumps(result))
+    return 0
