@@ -16,6 +16,7 @@ from deltasync.exchange.pricing import VOL_SCALE
 from deltasync.exchange.svi import (
     SVI_SCALE,
     SviSlice,
+    fit_slice,
     implied_vol,
     slice_violation,
     total_variance,
@@ -151,3 +152,37 @@ def test_vol_ppm_at_is_an_integer_and_none_after_expiry() -> None:
     # the skew: with rho < 0, low strikes carry a higher vol than high strikes
     low = vol_ppm_at(TYPICAL, spot_raw, 40_000 * PRICE_SCALE, now_ns)
     assert low is not None and low > vol
+
+
+@pytest.mark.parametrize(
+    "a,b,rho,m,sigma",
+    [(0.02, 0.15, -0.35, 0.05, 0.2), (0.01, 0.3, 0.0, 0.0, 0.1), (0.04, 0.4, -0.8, -0.1, 0.35)],
+)
+def test_fit_recovers_a_smile_from_its_own_points(
+    a: float, b: float, rho: float, m: float, sigma: float
+) -> None:
+    true = SviSlice.from_floats(EXPIRY_NS, a, b, rho, m, sigma)
+    points = [(k / 10.0, total_variance(true, k / 10.0)) for k in range(-15, 16)]
+    fitted = fit_slice(EXPIRY_NS, points)
+    assert slice_violation(fitted) is None
+    assert max(abs(total_variance(fitted, k) - w) for k, w in points) < 1e-6
+    for name, tolerance in (("a", 1e-4), ("b", 1e-4), ("rho", 1e-3), ("m", 1e-3), ("sigma", 1e-3)):
+        assert abs(getattr(fitted, name) - getattr(true, name)) <= tolerance * SVI_SCALE, name
+
+
+def test_fit_to_noisy_quotes_stays_within_the_noise() -> None:
+    true = SviSlice.from_floats(EXPIRY_NS, 0.02, 0.15, -0.35, 0.05, 0.2)
+    rng = random.Random(4)
+    points = [
+        (k / 10.0, total_variance(true, k / 10.0) * (1.0 + rng.uniform(-0.01, 0.01)))
+        for k in range(-15, 16)
+    ]
+    fitted = fit_slice(EXPIRY_NS, points)
+    assert slice_violation(fitted) is None
+    worst = max(abs(total_variance(fitted, k) / total_variance(true, k) - 1.0) for k, _ in points)
+    assert worst < 0.01
+
+
+def test_fit_needs_enough_points() -> None:
+    with pytest.raises(ValueError, match="at least 5"):
+        fit_slice(EXPIRY_NS, [(0.0, 0.01), (0.1, 0.012)])

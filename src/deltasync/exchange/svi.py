@@ -27,6 +27,11 @@ path: ``vol_ppm_at`` returns integer vol in ``pricing.VOL_SCALE`` units ready fo
 ``pricing.mark_price_raw``.  Butterfly/calendar arbitrage across slices is the
 fitting source's concern; the oracle aggregates several sources by taking the
 median of their vols at each strike.
+
+``fit_slice(expiry_ns, [(k, w), ...])`` fits a valid slice to market total
+variances (Zeliade's quasi-explicit method: a linear least squares in
+``(a, b rho sigma, b sigma)`` for fixed ``(m, sigma)``, searched on a grid and then
+locally); it is for price sources and tests, not for the state path.
 """
 
 from __future__ import annotations
@@ -130,3 +135,101 @@ def vol_ppm_at(
 def forward(spot: float, t_years: float, rate: float) -> float:
     """F = S exp(r T) (for callers that want the forward explicitly)."""
     return spot * exp(rate * t_years)
+
+
+# --- fitting (for price sources; not on the state path) ------------------------------------
+
+
+def _solve3(matrix: list[list[float]], rhs: list[float]) -> list[float] | None:
+    """Gaussian elimination with partial pivoting on a 3x3 system; None if singular."""
+    rows = [matrix[i][:] + [rhs[i]] for i in range(3)]
+    for col in range(3):
+        pivot = max(range(col, 3), key=lambda r: abs(rows[r][col]))
+        if abs(rows[pivot][col]) < 1e-300:
+            return None
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        for r in range(col + 1, 3):
+            factor = rows[r][col] / rows[col][col]
+            for c in range(col, 4):
+                rows[r][c] -= factor * rows[col][c]
+    out = [0.0, 0.0, 0.0]
+    for r in (2, 1, 0):
+        out[r] = (rows[r][3] - sum(rows[r][c] * out[c] for c in range(r + 1, 3))) / rows[r][r]
+    return out
+
+
+def _fit_inner(
+    points: list[tuple[float, float]], m: float, sigma: float
+) -> tuple[float, tuple[float, float, float]] | None:
+    """For fixed (m, sigma), w = a + d y + c sqrt(y^2 + 1) with y = (k - m)/sigma is linear
+    in (a, d, c) (Zeliade's quasi-explicit form): least squares, then the SVI validity rules."""
+    sums = [[0.0] * 3 for _ in range(3)]
+    rhs = [0.0, 0.0, 0.0]
+    for k, w in points:
+        y = (k - m) / sigma
+        basis = (1.0, y, math.sqrt(y * y + 1.0))
+        for i in range(3):
+            rhs[i] += basis[i] * w
+            for j in range(3):
+                sums[i][j] += basis[i] * basis[j]
+    solution = _solve3(sums, rhs)
+    if solution is None:
+        return None
+    a, d, c = solution
+    if c <= 0.0 or abs(d) >= c:
+        return None
+    b, rho = c / sigma, d / c
+    if b * (1.0 + abs(rho)) > 2.0 or a + b * sigma * math.sqrt(1.0 - rho * rho) < 0.0:
+        return None
+    error = 0.0
+    for k, w in points:
+        y = (k - m) / sigma
+        residual = a + d * y + c * math.sqrt(y * y + 1.0) - w
+        error += residual * residual
+    return error, (a, b, rho)
+
+
+def fit_slice(expiry_ns: int, points: list[tuple[float, float]], rounds: int = 40) -> SviSlice:
+    """Fit raw SVI to (log-moneyness, total variance) points; raises ValueError if no fit.
+
+    A coarse grid over (m, sigma) with the inner linear least squares, then a
+    shrinking local search around the best valid candidate.  Meant for price
+    sources (publishers), not for the state machine.
+    """
+    if len(points) < 5:
+        raise ValueError("need at least 5 points to fit 5 SVI parameters")
+    ks = [k for k, _ in points]
+    k_low, k_high = min(ks), max(ks)
+    span = max(k_high - k_low, 1e-3)
+    best: tuple[float, float, float, tuple[float, float, float]] | None = None
+    for i in range(21):
+        m = k_low - 0.25 * span + 1.5 * span * i / 20.0
+        sigma = 0.002
+        while sigma < 4.0:
+            fit = _fit_inner(points, m, sigma)
+            if fit is not None and (best is None or fit[0] < best[0]):
+                best = (fit[0], m, sigma, fit[1])
+            sigma *= 1.5
+    if best is None:
+        raise ValueError("no valid SVI slice fits these points")
+    step_m, step_sigma = 0.1 * span, 0.5
+    for _ in range(rounds):
+        improved = False
+        _, m0, s0, _ = best
+        for dm in (-step_m, 0.0, step_m):
+            for factor in (1.0 / (1.0 + step_sigma), 1.0, 1.0 + step_sigma):
+                fit = _fit_inner(points, m0 + dm, s0 * factor)
+                if fit is not None and fit[0] < best[0]:
+                    best = (fit[0], m0 + dm, s0 * factor, fit[1])
+                    improved = True
+        if not improved:
+            step_m *= 0.5
+            step_sigma *= 0.5
+    _, m, sigma, (a, b, rho) = best
+    fitted = SviSlice.from_floats(expiry_ns, a, b, rho, m, sigma)
+    if slice_violation(fitted) == "negative_variance":  # rounding at the boundary: lift a
+        fitted = SviSlice(expiry_ns, fitted.a + 1, fitted.b, fitted.rho, fitted.m, fitted.sigma)
+    violation = slice_violation(fitted)
+    if violation is not None:
+        raise ValueError(f"fitted slice is invalid: {violation}")
+    return fitted
