@@ -178,6 +178,9 @@ class RaftNode:
         self._randomized_election_timeout = config.election_timeout_ticks
         self._lead_transferee = NO_NODE
         self._uncommitted_bytes = 0
+        # Appends owed to every follower (new entries or a new commit index), sent when the
+        # caller next asks for a Ready: proposals and acks arriving in between share them.
+        self._broadcast_pending = False
         self._incoming_snapshot: _IncomingSnapshot | None = None
         self._outstanding: Ready | None = None
 
@@ -350,7 +353,8 @@ class RaftNode:
         if self._outstanding is not None:
             return False
         return bool(
-            self._soft_state() != self._soft
+            self._broadcast_pending
+            or self._soft_state() != self._soft
             or self._hard_state() != self._persisted
             or self.log.storage.stable_index < self.log.last_index()
             or self.log.pending_snapshot is not None
@@ -363,6 +367,7 @@ class RaftNode:
         """Collect what the caller must persist, send and apply (see ``Ready``)."""
         if self._outstanding is not None:
             raise RaftUsageError(reason="ready() called again before advance()")
+        self._flush_broadcast()
         soft = self._soft_state()
         hard = self._hard_state()
         entries = tuple(self.log.storage.unstable())
@@ -468,6 +473,7 @@ class RaftNode:
         self._lead_transferee = NO_NODE
         self._votes = {}
         self.progress = {}
+        self._broadcast_pending = False
         self._read_only.clear()
         self._reads_before_commit = []
 
@@ -785,7 +791,7 @@ class RaftNode:
             return Rejected(RejectReason.UNCOMMITTED_BACKLOG, self.id)
         index = self.log.last_index() + 1
         self._append_entries([Entry(index, self.term, entry_type, data)])
-        self._broadcast_append()
+        self._broadcast_pending = True
         return index
 
     def _append_entries(self, entries: list[Entry]) -> None:
@@ -822,10 +828,18 @@ class RaftNode:
     def _committed_current_term(self) -> bool:
         return self.log.term(self.log.committed) == self.term
 
+    def _flush_broadcast(self) -> None:
+        if self._broadcast_pending:
+            self._broadcast_pending = False
+            if self.role is Role.LEADER:
+                self._broadcast_append()
+
     def _broadcast_append(self) -> None:
+        """Send every follower what it lacks, filling its window (or one empty append)."""
         for node in sorted(self.progress):
-            if node != self.id:
-                self._maybe_send_append(node, send_if_empty=True)
+            if node != self.id and self._maybe_send_append(node, send_if_empty=True):
+                while self._maybe_send_append(node, send_if_empty=False):
+                    pass
 
     def _broadcast_heartbeat(self, context: bytes) -> None:
         for node in sorted(self.progress):
@@ -890,8 +904,8 @@ class RaftNode:
         if self._maybe_commit():
             if self.role is not Role.LEADER:
                 return
-            self._broadcast_append()
-        elif was_paused:
+            self._broadcast_pending = True
+        elif was_paused and not self._broadcast_pending:
             self._maybe_send_append(message.sender, send_if_empty=True)
         # Pipelining: keep the follower's window full.
         while message.sender in self.progress and self._maybe_send_append(message.sender, False):
