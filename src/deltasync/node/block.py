@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deltasync.core import limits
-from deltasync.core.codec import Registry, decode, encode
+from deltasync.core.codec import Registry, decode, encode_trusted
 from deltasync.core.errors import CodecError
 
 GENESIS_HASH = bytes(32)
@@ -80,8 +80,10 @@ class Block:
     commands: tuple[ClientCommand, ...]
 
     def to_bytes(self) -> bytes:
+        # Commands were validated when they entered the gateway; every replica hashes
+        # and decodes these exact bytes, so no second canonical pass is needed here.
         h = self.header
-        return encode(
+        return encode_trusted(
             [
                 h.height,
                 h.time_ns,

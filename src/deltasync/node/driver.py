@@ -202,6 +202,7 @@ class NodeCore:
         self.tip = ChainTip()
         self.halted: dict[str, Any] | None = None
         self._pending: OrderedDict[tuple[int, int], _Pending] = OrderedDict()
+        self._retry_order: OrderedDict[tuple[int, int], int] = OrderedDict()
         self._batch: OrderedDict[tuple[int, int], ClientCommand] = OrderedDict()
         self._unforwarded: list[ClientCommand] = []
         self._proposed_index = 0  # raft index of our in-flight block (0: none)
@@ -331,15 +332,20 @@ class NodeCore:
         Returns False (and answers nothing) when too many requests are pending.
         A command already pending under the same (session, request) is not sent twice.
         """
+        return self.submit_wire(self.codec.encode(command), session, request, now_ns)
+
+    def submit_wire(self, command_wire: list[Any], session: int, request: int, now_ns: int) -> bool:
+        """``submit`` for a command already in wire form (validated by the caller)."""
         key = (session, request)
         if key in self._pending:
             return True
         if len(self._pending) >= pending_requests_max:
             return False
-        client_command = ClientCommand(session, request, self.id, self.codec.encode(command))
+        client_command = ClientCommand(session, request, self.id, command_wire)
         self._pending[key] = _Pending(
             client_command, now_ns, now_ns, now_ns + self.settings.request_timeout_ns
         )
+        self._retry_order[key] = now_ns
         self._enqueue(client_command, now_ns)
         return True
 
@@ -369,13 +375,18 @@ class NodeCore:
             waiting, self._unforwarded = self._unforwarded, []
             for command in waiting:
                 self._enqueue(command, now_ns)
-        retry = [
-            pending
-            for pending in self._pending.values()
-            if now_ns - pending.forwarded_ns >= self.settings.forward_retry_ns
-        ]
-        for pending in retry:
+        # _retry_order holds pending keys by the time they were last (re)sent, oldest first
+        retry_order = self._retry_order
+        while retry_order:
+            key, sent_ns = next(iter(retry_order.items()))
+            if now_ns - sent_ns < self.settings.forward_retry_ns:
+                break
+            del retry_order[key]
+            pending = self._pending.get(key)
+            if pending is None:
+                continue
             pending.forwarded_ns = now_ns
+            retry_order[key] = now_ns
             self._enqueue(pending.command, now_ns)
 
     def _expire_requests(self, now_ns: int) -> None:
@@ -391,10 +402,10 @@ class NodeCore:
     def _can_propose(self) -> bool:
         if self.raft.role is not Role.LEADER or self.halted:
             return False
-        status = self.raft.status()
         # Everything in our log must be applied: the header needs the current root,
         # and the new leader must have applied every block of earlier terms.
-        return self.applied_index == status.last_index and status.commit_index == status.last_index
+        last_index = self.raft.log.last_index()
+        return self.applied_index == last_index and self.raft.log.committed == last_index
 
     def _propose_block(self, now_ns: int, allow_empty: bool = False) -> None:
         if not (self._batch or allow_empty) or not self._can_propose():

@@ -27,9 +27,10 @@ import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from deltasync.core.codec import decode, encode
+from deltasync.core.codec import decode, encode, encode_trusted
 from deltasync.core.errors import DeltasyncError
 from deltasync.net.framing import FrameDecoder, encode_frame
+from deltasync.node.driver import Answer
 
 if TYPE_CHECKING:
     from deltasync.node.server import NodeServer
@@ -93,21 +94,16 @@ class GatewayServer:
         proof = await asyncio.wait_for(self._next_frame(reader, decoder), auth_timeout_s)
         if proof is None or not hmac.compare_digest(proof, expected):
             return
-        inflight = asyncio.Semaphore(inflight_per_connection_max)
-        pending: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                frame = await self._next_frame(reader, decoder)
-                if frame is None:
-                    return
-                await inflight.acquire()
-                request = asyncio.ensure_future(self._handle(frame, writer))
-                pending.add(request)
-                request.add_done_callback(pending.discard)
-                request.add_done_callback(lambda _: inflight.release())
-        finally:
-            for request in pending:
-                request.cancel()
+        replies = _ReplyBuffer(writer)
+        while True:
+            if replies.inflight >= inflight_per_connection_max:
+                await replies.wait_below(inflight_per_connection_max // 2)
+            frame = await self._next_frame(reader, decoder)
+            if frame is None:
+                return
+            self._handle(frame, replies)
+            while (frame := decoder.next_frame()) is not None:  # everything already buffered
+                self._handle(frame, replies)
 
     @staticmethod
     async def _next_frame(reader: asyncio.StreamReader, decoder: FrameDecoder) -> bytes | None:
@@ -120,23 +116,31 @@ class GatewayServer:
                 return None
             decoder.receive_data(data)
 
-    async def _handle(self, frame: bytes, writer: asyncio.StreamWriter) -> None:
+    def _handle(self, frame: bytes, replies: _ReplyBuffer) -> None:
         req_id: Any = None
         try:
             message = decode(frame)
             req_id, op = message[0], message[1]
             if op == OP_SUBMIT:
                 _, _, session, request, command_wire = message
-                command = self.node.core.codec.decode(command_wire)
-                answer = await self.node.submit(command, session=session, request=request)
-                events = [self.node.core.codec.event_wire(e) for e in answer.events]
-                result: Any = [answer.height, answer.error, events]
-            elif op == OP_STATUS:
-                result = self.node.status()
+                self.node.core.codec.decode(command_wire)  # validate before it enters the log
+                codec = self.node.core.codec
+                replies.inflight += 1
+
+                def answered(answer: Answer, req_id: Any = req_id) -> None:
+                    events = [codec.event_wire(e) for e in answer.events]
+                    replies.done(req_id, True, [answer.height, answer.error, events])
+
+                if not self.node.submit_nowait(command_wire, session, request, answered):
+                    replies.done(req_id, False, "overloaded: too many pending requests")
+                return
+            if op == OP_STATUS:
+                result: Any = self.node.status()
                 result.pop("transport", None)
             elif op == OP_READ:
-                await self.node.read_barrier()
-                result = self.node.core.tip.height
+                replies.inflight += 1
+                asyncio.ensure_future(self._read(req_id, replies))
+                return
             elif op == OP_ROOT:
                 height = message[2]
                 found = self.node.core.root_at(height)
@@ -146,11 +150,51 @@ class GatewayServer:
                 result = None if account is None else [account.cash, account.deposited, account.withdrawn]
             else:
                 raise ValueError(f"unknown op {op}")
-            reply = [req_id, True, result]
+            replies.inflight += 1
+            replies.done(req_id, True, result)
         except (DeltasyncError, ValueError, TypeError, IndexError, KeyError) as exc:
-            reply = [req_id if isinstance(req_id, int) else None, False, str(exc)[:500]]
-        if not writer.is_closing():
-            writer.write(encode_frame(encode(reply)))
+            replies.inflight += 1
+            replies.done(req_id if isinstance(req_id, int) else None, False, str(exc)[:500])
+
+    async def _read(self, req_id: Any, replies: _ReplyBuffer) -> None:
+        try:
+            await self.node.read_barrier()
+            replies.done(req_id, True, self.node.core.tip.height)
+        except DeltasyncError as exc:
+            replies.done(req_id, False, str(exc)[:500])
+
+
+class _ReplyBuffer:
+    """Replies of one connection, written in one batch per event-loop turn."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.inflight = 0
+        self._frames: list[bytes] = []
+        self._scheduled = False
+        self._below: asyncio.Event = asyncio.Event()
+        self._threshold = 0
+
+    def done(self, req_id: Any, ok: bool, result: Any) -> None:
+        self.inflight -= 1
+        self._frames.append(encode_frame(encode_trusted([req_id, ok, result])))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        if self.inflight <= self._threshold:
+            self._below.set()
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        frames, self._frames = self._frames, []
+        if frames and not self.writer.is_closing():
+            self.writer.write(b"".join(frames))
+
+    async def wait_below(self, threshold: int) -> None:
+        self._threshold = threshold
+        self._below.clear()
+        if self.inflight > threshold:
+            await self._below.wait()
 
 
 class GatewayError(DeltasyncError):

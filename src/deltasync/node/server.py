@@ -73,7 +73,7 @@ class NodeServer:
         )
         self.session = secrets.randbits(62) + 1  # this gateway's session for its own requests
         self._next_request = 0
-        self._answers: dict[tuple[int, int], asyncio.Future[Answer]] = {}
+        self._answers: dict[tuple[int, int], list[Callable[[Answer], None]]] = {}
         self._reads: dict[bytes, asyncio.Future[None]] = {}
         self._block_listeners: list[Callable[[AppliedBlock], None]] = []
         self._flush_scheduled = False
@@ -154,9 +154,11 @@ class NodeServer:
         for peer, payload in out.messages:
             self.transport.send(peer, payload)
         for answer in out.answers:
-            future = self._answers.pop((answer.session, answer.request), None)
-            if future is not None and not future.done():
-                future.set_result(answer)
+            for callback in self._answers.pop((answer.session, answer.request), ()):
+                try:
+                    callback(answer)
+                except Exception:  # one client's bug must not stop the node
+                    log.exception("answer callback failed")
         for block in out.blocks:
             for listener in self._block_listeners:
                 try:
@@ -185,27 +187,43 @@ class NodeServer:
     def add_block_listener(self, listener: Callable[[AppliedBlock], None]) -> None:
         self._block_listeners.append(listener)
 
+    def submit_nowait(
+        self, command_wire: list[Any], session: int, request: int,
+        callback: Callable[[Answer], None],
+    ) -> bool:
+        """Put a validated command (wire form) through the log; ``callback`` gets its answer.
+
+        The core answers every accepted request exactly once: with its events, or
+        with ``error="timeout"`` after ``request_timeout_ns``. Returns False when the
+        node has too many requests pending (nothing was accepted).
+        """
+        key = (session, request)
+        callbacks = self._answers.get(key)
+        if callbacks is not None:  # already pending: one more listener
+            callbacks.append(callback)
+            return True
+        if not self.core.submit_wire(command_wire, session, request, time.time_ns()):
+            return False
+        self._answers[key] = [callback]
+        self._schedule_flush()
+        return True
+
     async def submit(
         self, command: Any, *, session: int | None = None, request: int | None = None,
-        timeout_s: float = 10.0,
     ) -> Answer:
-        """Put a command through the log; returns its events once applied here."""
+        """Put a command through the log; returns its answer once applied here."""
         if session is None or request is None:
             self._next_request += 1
             session, request = self.session, self._next_request
-        key = (session, request)
-        future = self._answers.get(key)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._answers[key] = future
-            if not self.core.submit(command, session, request, time.time_ns()):
-                del self._answers[key]
-                raise RequestTimeout(reason="too many pending requests")
-            self._schedule_flush()
-        try:
-            answer = await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except TimeoutError:
-            raise RequestTimeout(reason="no answer in time", session=session, request=request) from None
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        def done(answer: Answer) -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        if not self.submit_nowait(self.core.codec.encode(command), session, request, done):
+            raise RequestTimeout(reason="too many pending requests")
+        answer = await future
         if answer.error == "timeout":
             raise RequestTimeout(reason="not committed in time", session=session, request=request)
         return answer
