@@ -13,6 +13,7 @@ Paths are plain strings; directories are created with ``makedirs``.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import random
@@ -152,25 +153,35 @@ class _Inode:
 
 
 class MemoryFile:
-    __slots__ = ("path", "_fs", "_inode", "_open")
+    __slots__ = ("path", "_fs", "_inode", "_open", "_generation")
 
     def __init__(self, fs: MemoryFileSystem, path: str, inode: _Inode) -> None:
         self.path = path
         self._fs = fs
         self._inode = inode
         self._open = True
+        self._generation = fs.generation
+
+    def _check(self, operation: str) -> None:
+        assert self._open, f"{self.path}: {operation} after close"
+        assert self._generation == self._fs.generation, (
+            f"{self.path}: {operation} through a handle opened before a crash"
+        )
 
     def write(self, data: bytes) -> None:
-        assert self._open, f"{self.path}: write after close"
+        self._check("write")
+        self._fs._maybe_fail("write", self.path)
         self._inode.data += data
         self._fs.bytes_written += len(data)
 
     def sync(self) -> None:
-        assert self._open, f"{self.path}: sync after close"
+        self._check("sync")
+        self._fs._maybe_fail("sync", self.path)
         self._inode.synced = bytes(self._inode.data)
         self._fs.fsync_count += 1
 
     def truncate(self, size: int) -> None:
+        self._check("truncate")
         del self._inode.data[size:]
 
     def size(self) -> int:
@@ -193,6 +204,8 @@ class MemoryFileSystem:
         self._names: dict[str, _Inode] = {}
         self._durable_names: dict[str, _Inode] = {}
         self._dirs: set[str] = {"/", "."}
+        self._faults: dict[str, int] = {}
+        self.generation = 0  # bumped by crash(): handles from before a crash refuse to work
         self.fsync_count = 0
         self.bytes_written = 0
 
@@ -256,6 +269,7 @@ class MemoryFileSystem:
     def sync_dir(self, path: str) -> None:
         path = self._norm(path)
         self._require_dir(path)
+        self._maybe_fail("sync_dir", path)
         self.fsync_count += 1
         for name in [n for n in self._durable_names if self._parent(n) == path]:
             del self._durable_names[name]
@@ -279,10 +293,24 @@ class MemoryFileSystem:
 
     # --- faults -------------------------------------------------------------------
 
+    def inject_fault(self, operation: str, count: int = 1) -> None:
+        """Make the next ``count`` calls of ``operation`` ("write", "sync" or "sync_dir")
+        raise ``OSError(EIO)`` without doing anything, as a failing disk would."""
+        assert operation in ("write", "sync", "sync_dir") and count >= 0
+        self._faults[operation] = count
+
+    def _maybe_fail(self, operation: str, path: str) -> None:
+        remaining = self._faults.get(operation, 0)
+        if remaining:
+            self._faults[operation] = remaining - 1
+            raise OSError(errno.EIO, f"injected {operation} fault", path)
+
     def crash(self, rng: random.Random | None = None) -> None:
         """Lose everything not made durable. With ``rng``, a file whose unsynced
         content extends its synced content keeps a random prefix of the extension
         (a torn write), as page-cache writeback may leave it."""
+        self.generation += 1
+        self._faults.clear()
         self._names = dict(self._durable_names)
         survivors: list[_Inode] = []
         for name in sorted(self._names):  # sorted: the same rng draws in the same order
