@@ -12,14 +12,17 @@ Record (header 24 bytes, then the payload, then zero padding to a multiple of 8)
     u32 header_crc | u32 payload_len | u64 seq | u32 payload_crc | u32 flags (0)
 
 ``header_crc`` covers the 20 header bytes after it, so a damaged length is never
-trusted; ``payload_crc`` covers the payload. Both are CRC-32 (``zlib.crc32``,
-the IEEE polynomial): CRC-32C is not in the standard library, and for the damage
-a log meets (torn sector writes, flipped bits, zero-filled pages) the IEEE CRC
-gives the same guarantees: every burst up to 32 bits and every odd number of
-flipped bits is caught, three-bit errors are caught in records up to 512 MiB,
-and random garbage passes with odds of 2^-32 per check (2^-64 for a record,
-header and payload both), at C speed. A truncated cryptographic digest would buy
-nothing against accidents and cost several times the CPU per byte. Records are
+trusted; ``payload_crc`` covers the payload. Both are CRC-32 (``zlib.crc32``, the
+IEEE polynomial), the check etcd, LevelDB and PostgreSQL use in its Castagnoli
+form (CRC-32C), which is not in the standard library. For the damage a log meets
+(torn sector writes, zero-filled pages, flipped bits) the IEEE CRC catches every
+burst of up to 32 bits, every error of up to 3 bits in records up to ~11 KiB and
+of up to 2 bits up to 512 MiB, and lets random garbage through with odds of
+2^-32 per check (a header and its payload are checked separately). CRC-32C has a
+somewhat better Hamming distance on long records; a truncated hashlib digest
+(blake2b/sha256) would detect no more accidental damage in practice and costs
+several times more CPU per byte on the append path. Nothing here defends against
+deliberate tampering; that is not the WAL's threat model. Records are
 8-byte aligned so that recovery can search for valid records after damage.
 
 Group commit: ``append_batch`` writes all its records with one ``write`` and
