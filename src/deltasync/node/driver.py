@@ -267,7 +267,7 @@ class NodeCore:
                 self.tip.height,
                 self.tip.time_ns,
                 self.tip.last_hash,
-                self.sessions.to_wire(),
+                self.sessions.to_wire(self._result_to_wire),
                 self.machine.snapshot_bytes(),
             ]
         )
@@ -276,8 +276,16 @@ class NodeCore:
         version, height, time_ns, last_hash, sessions, machine_bytes = decode(data)
         assert version == 1, f"unknown node snapshot version {version}"
         self.machine = self._machine_restore(machine_bytes)
-        self.sessions = SessionTable.from_wire(sessions)
+        self.sessions = SessionTable.from_wire(sessions, self._result_from_wire)
         self.tip = ChainTip(height, time_ns, last_hash, self.machine.state_root())
+
+    def _result_to_wire(self, result: tuple[int, tuple[Any, ...]]) -> list[Any]:
+        height, events = result
+        return [height, [self.codec.event_wire(e) for e in events]]
+
+    def _result_from_wire(self, wire: list[Any]) -> tuple[int, tuple[Any, ...]]:
+        height, events = wire
+        return height, tuple(self.codec.event_from_wire(e) for e in events)
 
     def _root_of_snapshot_data(self, data: bytes) -> bytes:
         _, _, _, _, _, machine_bytes = decode(data)
@@ -570,19 +578,14 @@ class NodeCore:
                     continue
                 if isinstance(decoded, Noop):
                     # replicated and deduplicated like any command, but no exchange work
-                    self.sessions.record(command.session, command.request, [header.height, []], header.time_ns)
+                    self.sessions.record(command.session, command.request, (header.height, ()), header.time_ns)
                     cached[position] = Answer(command.session, command.request, header.height, ())
                     continue
                 commands.append(decoded)
                 applied_positions.append(position)
             elif outcome is Outcome.DUPLICATE:
                 height, events = result
-                cached[position] = Answer(
-                    command.session,
-                    command.request,
-                    height,
-                    tuple(self.codec.event_from_wire(w) for w in events),
-                )
+                cached[position] = Answer(command.session, command.request, height, events)
             else:
                 cached[position] = Answer(command.session, command.request, 0, (), "expired")
         result = self.machine.apply_block(header.height, header.time_ns, commands)
@@ -592,7 +595,7 @@ class NodeCore:
             self.sessions.record(
                 command.session,
                 command.request,
-                [header.height, [self.codec.event_wire(e) for e in events]],
+                (header.height, events),
                 header.time_ns,
             )
             if command.origin == self.id:

@@ -14,6 +14,7 @@ eviction order depends only on replicated values.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -83,18 +84,26 @@ class SessionTable:
                 del self._sessions[sid]
         return len(idle) + max(excess, 0)
 
-    def to_wire(self) -> list[Any]:
+    def to_wire(self, result_to_wire: Callable[[Any], Any] = lambda r: r) -> list[Any]:
+        """Canonical form; results are kept as objects and converted only here."""
         return [
-            [sid, s.last_active_ns, s.low_water, [[rid, res] for rid, res in s.results.items()]]
+            [
+                sid,
+                s.last_active_ns,
+                s.low_water,
+                [[rid, result_to_wire(res)] for rid, res in s.results.items()],
+            ]
             for sid, s in sorted(self._sessions.items())
         ]
 
     @staticmethod
-    def from_wire(wire: list[Any]) -> SessionTable:
+    def from_wire(
+        wire: list[Any], result_from_wire: Callable[[Any], Any] = lambda r: r
+    ) -> SessionTable:
         table = SessionTable()
         for sid, last_active_ns, low_water, results in wire:
             state = _Session(last_active_ns=last_active_ns, low_water=low_water)
             for rid, res in results:
-                state.results[rid] = res
+                state.results[rid] = result_from_wire(res)
             table._sessions[sid] = state
         return table
