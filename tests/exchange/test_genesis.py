@@ -54,7 +54,7 @@ def test_round_trip_through_json() -> None:
          "listings[0].expiry"),
         ({"listings": [{"underlying": "BTC", "expiry": "27NOV26", "strikes": []}]},
          "listings[0].strikes"),
-        ({"underlyings": {"BTC": {"reference_price": "1"}}}, "underlyings.BTC.contract_size"),
+        ({"underlyings": {"BTC": {"reference_price": "1"}}}, "underlyings.BTC.call_short"),
     ],
 )
 def test_config_errors_name_the_key(patch: dict, key: str) -> None:

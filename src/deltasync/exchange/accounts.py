@@ -6,6 +6,10 @@ computed by the risk engine), and running totals (deposited, withdrawn, fees
 paid, realized PnL). ``cash`` is the single source of truth for money: the
 exchange-wide invariant is ``sum(cash) == deposits - withdrawals`` exactly.
 
+Only money and positions are committed (``to_wire``); ``locked`` and the
+open-order exposure are derived from the committed open orders, so placing or
+cancelling an order changes one order record, not the account's.
+
 A ``Position`` per (account, instrument) holds the signed size (Quantity raw,
 positive long), the open cost (premium paid for the open size, negative when
 short, so ``avg_price = open_cost / size``), realized PnL, and the open-order
@@ -57,23 +61,25 @@ class Position:
         self.open_buy_reserve = 0
         self.requirement = 0
 
+    def is_flat(self) -> bool:
+        """Nothing to commit: no size, no cost, no realized PnL."""
+        return not (self.size or self.open_cost or self.realized_pnl)
+
     def is_empty(self) -> bool:
+        """Flat and without open orders: the record can be forgotten."""
         return not (
-            self.size or self.open_buy_quantity or self.open_sell_quantity or self.realized_pnl
-            or self.requirement
+            self.size or self.open_cost or self.realized_pnl or self.open_buy_quantity
+            or self.open_sell_quantity or self.requirement
         )
 
     def to_wire(self) -> list[int]:
-        return [
-            self.size, self.open_cost, self.realized_pnl, self.open_buy_quantity,
-            self.open_sell_quantity, self.open_buy_reserve, self.requirement,
-        ]
+        """The committed part; open-order exposure is derived from the open orders."""
+        return [self.size, self.open_cost, self.realized_pnl]
 
     @classmethod
     def from_wire(cls, instrument_id: int, wire: list[int]) -> Position:
         position = cls(instrument_id)
-        (position.size, position.open_cost, position.realized_pnl, position.open_buy_quantity,
-         position.open_sell_quantity, position.open_buy_reserve, position.requirement) = wire
+        position.size, position.open_cost, position.realized_pnl = wire
         return position
 
 
@@ -99,10 +105,8 @@ class Account:
         return self.cash - self.locked
 
     def to_wire(self) -> list[int]:
-        return [
-            self.cash, self.locked, self.deposited, self.withdrawn, self.fees_paid,
-            self.realized_pnl, len(self.orders),
-        ]
+        """The committed part; ``locked`` and the open orders are derived from other records."""
+        return [self.cash, self.deposited, self.withdrawn, self.fees_paid, self.realized_pnl]
 
 
 def buy_reserve_per_contract(instrument: Instrument, price_raw: int) -> int:
@@ -173,11 +177,15 @@ class SimpleCollateral:
         worst_short = open_sell - size
         if worst_short <= 0:
             return reserve
-        return reserve + (worst_short // instrument.contract_size_raw) * (
-            self.short_collateral_per_contract(instrument)
-        )
+        per_contract = self._short_per_contract.get(instrument.instrument_id)
+        if per_contract is None:
+            per_contract = self.short_collateral_per_contract(instrument)
+        return reserve + (worst_short // instrument.contract_size_raw) * per_contract
 
     def position_requirement(self, instrument: Instrument, position: Position) -> int:
+        worst_short = position.open_sell_quantity - position.size
+        if worst_short <= 0:
+            return position.open_buy_reserve
         return self._term(
             instrument, position.size, position.open_sell_quantity, position.open_buy_reserve
         )

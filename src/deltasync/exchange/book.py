@@ -145,6 +145,15 @@ class Book:
                 out.append((-key, level.quantity, level.count))
         return out
 
+    def summary(self) -> list[int]:
+        """[best bid, its quantity, best ask, its quantity, bid levels, ask levels, orders] (0: none)."""
+        bid = self.bid_keys[-1] if self.bid_keys else 0
+        ask = -self.ask_keys[-1] if self.ask_keys else 0
+        return [
+            bid, self.bids[bid].quantity if bid else 0, ask, self.asks[ask].quantity if ask else 0,
+            len(self.bid_keys), len(self.ask_keys), len(self.orders),
+        ]
+
     def iter_side(self, side: int) -> Iterator[Order]:
         """Live orders of one side in priority order (best price first, then time)."""
         if side == BUY:

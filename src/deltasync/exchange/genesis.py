@@ -204,7 +204,7 @@ def _parse_underlying(name: str, raw: Any) -> UnderlyingSpec:
         raise ConfigError(key=path + unknown[0], reason="unknown key")
     if not name.isalnum() or not name.isupper() or not 2 <= len(name) <= 10:
         raise ConfigError(key=f"underlyings.{name}", reason="name must be 2..10 upper-case letters")
-    for required in known - {"tick_size_steps"}:
+    for required in sorted(known - {"tick_size_steps"}):
         if required not in body:
             raise ConfigError(key=path + required, reason="missing")
     steps = body.get("tick_size_steps", [])

@@ -31,10 +31,12 @@ mutation marks the record dirty, and ``commit`` (at the end of each block)
 writes each dirty record's canonical encoding into a ``MerkleMap`` and takes
 its root, so the cost grows with the keys changed. Keys::
 
-    b"acct/"  + u64 account              [cash, locked, deposited, withdrawn, fees, pnl, open orders]
-    b"pos/"   + u64 account + u32 instr  Position.to_wire()
+    b"acct/"  + u64 account              [cash, deposited, withdrawn, fees paid, realized pnl]
+    b"pos/"   + u64 account + u32 instr  [size, open cost, realized pnl] (non-flat only)
     b"order/" + u64 order id             Order.to_wire()  (open orders only)
-    b"book/"  + u32 instr + u8 side + u64 price   [quantity, order count]
+    b"book/"  + u32 instr                Book.summary(): top of book and sizes (the book
+                                         itself is committed by its order records, each
+                                         with its price and queue priority)
     b"inst/"  + u32 instr                Instrument.to_wire()
     b"meta/exchange"                     [chain id, height, time, deposits, withdrawals, trades, ...]
     (extensions add their own prefixes through ``set_record``)
@@ -51,7 +53,7 @@ import json
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from deltasync.commitment.merkle import MerkleMap, Proof
 from deltasync.core import limits
@@ -112,6 +114,7 @@ from deltasync.exchange.views import (
     PositionView,
 )
 
+_V = TypeVar("_V", Price, Quantity, Amount)
 SNAPSHOT_VERSION = 1
 # Trade ids use the log_id sub-index 1..1023, which bounds the fills of one command.
 FILLS_PER_COMMAND_MAX = min(limits.fills_per_order_max, 1023)
@@ -120,6 +123,31 @@ CLOSED_ORDERS_CACHED_MAX = 10_000  # query cache of recently closed orders (not 
 BOOK_DEPTH_LEVELS_MAX = 1_000
 
 _SIDES = (None, Side.BUY, Side.SELL)
+_SIDE_VALUES = {Side.BUY: BUY, Side.SELL: SELL}
+_TIF_VALUES = {tif: tif.value for tif in TimeInForce}
+_ORDER_TYPE_VALUES = {kind: kind.value for kind in OrderType}
+_VALUE_CACHE_MAX = 1 << 16
+
+
+def _value_cache(cls: type[_V]) -> Callable[[int], _V]:
+    """Interned fixed-point values for event fields (they are immutable; building one
+    validates its range, which is what dominates event construction)."""
+    cache: dict[int, _V] = {}
+
+    def make(raw: int) -> _V:
+        value = cache.get(raw)
+        if value is None:
+            if len(cache) >= _VALUE_CACHE_MAX:
+                cache.clear()
+            value = cache[raw] = cls(raw)
+        return value
+
+    return make
+
+
+_price = _value_cache(Price)
+_quantity = _value_cache(Quantity)
+_amount = _value_cache(Amount)
 _TIFS = {tif.value: tif for tif in TimeInForce}
 _ORDER_TYPES = {kind.value: kind for kind in OrderType}
 _GTC = TimeInForce.GOOD_TIL_CANCELLED
@@ -181,13 +209,18 @@ class Extension(Protocol):
 OrderGate = Callable[["ExchangeState", Instrument, int], RejectReason | None]
 
 
+_PRIORITY_BY_TYPE: dict[type, int] = {
+    CancelOrder: 0, CancelByLabel: 0, CancelAll: 0, Deposit: 0, ListInstruments: 0,
+    PlaceCombo: 2, Withdraw: 2,
+}
+
+
 def command_priority(command: object) -> int:
     """The sequencing class of a trading command (see the module docstring)."""
-    if isinstance(command, _CANCEL_KINDS) or isinstance(command, Deposit | ListInstruments):
-        return 0
-    if isinstance(command, PlaceOrder | EditOrder) and command.post_only:
-        return 1
-    return 2
+    kind = type(command)
+    if kind is PlaceOrder or kind is EditOrder:
+        return 1 if command.post_only else 2  # type: ignore[attr-defined]
+    return _PRIORITY_BY_TYPE.get(kind, 2)
 
 
 def sequence_indexes(
@@ -251,7 +284,7 @@ class ExchangeState:
         self._dirty_accounts: dict[int, None] = {config.fee_account: None}
         self._dirty_positions: dict[tuple[int, int], None] = {}
         self._dirty_orders: dict[int, None] = {}
-        self._dirty_levels: dict[tuple[int, int, int], None] = {}
+        self._dirty_books: dict[int, None] = {}
         self._dirty_instruments: dict[int, None] = {}
         self._dirty_records: dict[bytes, bytes | None] = {}
         self._meta_dirty = True
@@ -288,8 +321,11 @@ class ExchangeState:
         self._priorities[cls] = priority
 
     def priority_of(self, command: object) -> int:
-        priority = self._priorities.get(type(command))
-        return command_priority(command) if priority is None else priority
+        if self._priorities:
+            priority = self._priorities.get(type(command))
+            if priority is not None:
+                return priority
+        return command_priority(command)
 
     def sequence_block(self, commands: Sequence[object]) -> list[object]:
         return sequence_block(commands, self.priority_of)
@@ -381,7 +417,7 @@ class ExchangeState:
             events.append(
                 OrderExpired(
                     order_id, order.account, self.instruments[order.instrument_id].name,
-                    Quantity(order.remaining),
+                    _quantity(order.remaining),
                 )
             )
         return events
@@ -398,7 +434,7 @@ class ExchangeState:
         self.deposits_total += amount
         self._dirty_accounts[account.account_id] = None
         self._meta_dirty = True
-        return [Deposited(account.account_id, command.amount, Amount(account.cash))]
+        return [Deposited(account.account_id, command.amount, _amount(account.cash))]
 
     def _withdraw(self, command: Withdraw) -> list[Any]:
         account = self.accounts.get(command.account)
@@ -415,7 +451,7 @@ class ExchangeState:
         self.withdrawals_total += amount
         self._dirty_accounts[account.account_id] = None
         self._meta_dirty = True
-        return [Withdrawn(account.account_id, command.amount, Amount(account.cash))]
+        return [Withdrawn(account.account_id, command.amount, _amount(account.cash))]
 
     # --- instruments -----------------------------------------------------------------------
 
@@ -428,6 +464,7 @@ class ExchangeState:
         self.recent_trades[iid] = deque(maxlen=self.config.limits.recent_trades_per_instrument_max)
         heapq.heappush(self._expiry_heap, (instrument.expiry_ns, iid))
         self._dirty_instruments[iid] = None
+        self._dirty_books[iid] = None
         self._meta_dirty = True
 
     def _replace_instrument(self, instrument: Instrument) -> None:
@@ -505,14 +542,15 @@ class ExchangeState:
             return [OrderRejected(command.account, command.instrument, reason, command.label)]
         limit: int = reason  # type: ignore[assignment]
         account = self.accounts[command.account]
-        side = command.side.value
+        side = _SIDE_VALUES[command.side]
         amount = command.amount.raw
         tif = command.time_in_force
         book = self.books[instrument.instrument_id]
         order_id = log_id(ctx.height, ctx.position)
+        price = command.price if command.price is not None else _price(limit)
         events: list[Any] = [
             OrderAccepted(order_id, command.account, command.instrument, command.side,
-                          command.order_type, Price(limit), command.amount, tif, command.label)
+                          command.order_type, price, command.amount, tif, command.label)
         ]
         if tif is _FOK and book.fillable(
             side, limit, amount, command.account, LEVELS_PER_COMMAND_MAX
@@ -526,8 +564,8 @@ class ExchangeState:
         if (tif is _GTC or tif is _GTT) and not book.would_cross(side, limit):
             order = Order(
                 order_id, command.account, instrument.instrument_id, side, limit, amount, left,
-                order_id, tif.value, command.expire_at_ns, command.post_only,
-                command.reduce_only, command.label, command.order_type.value,
+                order_id, _TIF_VALUES[tif], command.expire_at_ns, command.post_only,
+                command.reduce_only, command.label, _ORDER_TYPE_VALUES[command.order_type],
             )
             self._rest(order, account, instrument)
         else:
@@ -536,7 +574,7 @@ class ExchangeState:
                 else CancelReason.FILL_LIMIT
             )
             events.append(OrderCancelled(order_id, command.account, command.instrument,
-                                         Quantity(left), reason_left))
+                                         _quantity(left), reason_left))
         return events
 
     def _order_checks(
@@ -546,15 +584,16 @@ class ExchangeState:
         account = self.accounts.get(command.account)
         if account is None:
             return RejectReason.UNKNOWN_ACCOUNT
-        reason = self._gate(instrument, command.account, ctx.time_ns)
-        if reason is not None:
-            return reason
+        if not instrument.active or ctx.time_ns >= instrument.expiry_ns or self.order_gates:
+            reason = self._gate(instrument, command.account, ctx.time_ns)
+            if reason is not None:
+                return reason
         amount = command.amount.raw
         if amount % instrument.contract_size_raw:
             return RejectReason.INVALID_AMOUNT_STEP
         if amount < instrument.min_amount_raw:
             return RejectReason.AMOUNT_BELOW_MINIMUM
-        side = command.side.value
+        side = _SIDE_VALUES[command.side]
         book = self.books[instrument.instrument_id]
         if command.price is None:
             best = book.best_ask() if side == BUY else book.best_bid()
@@ -614,7 +653,7 @@ class ExchangeState:
             for maker in self_cancelled:
                 self._release(maker, OrderState.CANCELLED)
                 events.append(OrderCancelled(maker.order_id, maker.account, name,
-                                             Quantity(maker.remaining), CancelReason.SELF_TRADE))
+                                             _quantity(maker.remaining), CancelReason.SELF_TRADE))
         if fills:
             self._settle(instrument, order_id, account, side, fills, ctx, 1, events)
         return left
@@ -641,10 +680,11 @@ class ExchangeState:
         dirty_accounts = self._dirty_accounts
         dirty_positions = self._dirty_positions
         dirty_orders = self._dirty_orders
-        dirty_levels = self._dirty_levels
         recent = self.recent_trades[iid]
         taker_id = taker.account_id
-        taker_position = self._position(taker, iid)
+        taker_position = taker.positions.get(iid)
+        if taker_position is None:
+            taker_position = taker.positions[iid] = Position(iid)
         taker_side = _SIDES[side]
         height, position = ctx.height, ctx.position
         premium_total = fees_total = volume = 0
@@ -684,11 +724,10 @@ class ExchangeState:
             dirty_orders[order_id] = None
             dirty_accounts[maker_id] = None
             dirty_positions[(maker_id, iid)] = None
-            dirty_levels[(iid, maker.side, price)] = None
             trade = Trade(
-                log_id(height, position, sub), name, Price(price), Quantity(quantity),
+                log_id(height, position, sub), name, _price(price), _quantity(quantity),
                 taker_side, taker_order_id, order_id, taker_id, maker_id,  # type: ignore[arg-type]
-                Amount(taker_fee), Amount(maker_fee),
+                _amount(taker_fee), _amount(maker_fee),
             )
             sub += 1
             events.append(trade)
@@ -705,6 +744,7 @@ class ExchangeState:
         dirty_accounts[taker_id] = None
         dirty_accounts[self.fee_account.account_id] = None
         dirty_positions[(taker_id, iid)] = None
+        self._dirty_books[iid] = None
         return premium_total, fees_total
 
     def _trade_position(self, position: Position, account: Account, quantity: int, cost: int) -> None:
@@ -747,7 +787,9 @@ class ExchangeState:
         self.books[iid].rest(order)
         self.orders[order.order_id] = order
         account.orders[order.order_id] = None
-        position = self._position(account, iid)
+        position = account.positions.get(iid)
+        if position is None:
+            position = account.positions[iid] = Position(iid)
         if order.side == BUY:
             position.open_buy_quantity += order.remaining
             position.open_buy_reserve += (
@@ -759,9 +801,7 @@ class ExchangeState:
         if order.time_in_force == _GTT.value:
             heapq.heappush(self._gtt_heap, (order.expire_at_ns, order.order_id))
         self._dirty_orders[order.order_id] = None
-        self._dirty_accounts[account.account_id] = None
-        self._dirty_positions[(account.account_id, iid)] = None
-        self._dirty_levels[(iid, order.side, order.price)] = None
+        self._dirty_books[iid] = None
 
     def _unreserve(self, order: Order, account: Account, instrument: Instrument, quantity: int) -> Position:
         position = account.positions[instrument.instrument_id]
@@ -783,10 +823,10 @@ class ExchangeState:
         del account.orders[order.order_id]
         del self.orders[order.order_id]
         self._remember_closed(order, final)
+        if position.is_empty():
+            del account.positions[order.instrument_id]
         self._dirty_orders[order.order_id] = None
-        self._dirty_accounts[order.account] = None
-        self._dirty_positions[(order.account, order.instrument_id)] = None
-        self._dirty_levels[(order.instrument_id, order.side, order.price)] = None
+        self._dirty_books[order.instrument_id] = None
 
     def _remove_resting(self, order: Order, final: OrderState) -> None:
         removed = self.books[order.instrument_id].remove(order.order_id)
@@ -804,7 +844,7 @@ class ExchangeState:
         order = self.orders[order_id]
         self._remove_resting(order, OrderState.CANCELLED)
         return OrderCancelled(order_id, order.account, self.instruments[order.instrument_id].name,
-                              Quantity(order.remaining), reason)
+                              _quantity(order.remaining), reason)
 
     def _cancel_one(self, command: CancelOrder) -> list[Any]:
         order = self.orders.get(command.order_id)
@@ -880,9 +920,7 @@ class ExchangeState:
                 order.amount = amount
                 self._refresh(account, position, instrument)
                 self._dirty_orders[order.order_id] = None
-                self._dirty_accounts[account.account_id] = None
-                self._dirty_positions[(account.account_id, iid)] = None
-                self._dirty_levels[(iid, order.side, price)] = None
+                self._dirty_books[iid] = None
             return [OrderEdited(order.order_id, order.account, name, command.price,
                                 command.amount, Quantity(remaining), True)]
         if (command.post_only or order.post_only) and book.would_cross(order.side, price):
@@ -900,9 +938,7 @@ class ExchangeState:
         del account.orders[order.order_id]
         del self.orders[order.order_id]
         self._dirty_orders[order.order_id] = None
-        self._dirty_levels[(iid, order.side, order.price)] = None
-        self._dirty_accounts[account.account_id] = None
-        self._dirty_positions[(account.account_id, iid)] = None
+        self._dirty_books[iid] = None
         events: list[Any] = [OrderEdited(order.order_id, order.account, name, command.price,
                                          command.amount, Quantity(remaining), False)]
         left = self._take(instrument, book, order.order_id, account, order.side, price, remaining,
@@ -1114,8 +1150,9 @@ class ExchangeState:
             key = b"pos/" + _u64(account_id) + _u32(instrument_id)
             account = accounts[account_id]
             position = account.positions.get(instrument_id)
-            if position is None or position.is_empty():
-                account.positions.pop(instrument_id, None)
+            if position is None or position.is_flat():
+                if position is not None and position.is_empty():
+                    del account.positions[instrument_id]
                 delete(key)
             else:
                 put(key, encode_trusted(position.to_wire()))
@@ -1127,13 +1164,9 @@ class ExchangeState:
             else:
                 put(b"order/" + _u64(order_id), encode_trusted(order.to_wire()))
         books = self.books
-        for instrument_id, side, price in self._dirty_levels:
-            key = b"book/" + _u32(instrument_id) + bytes((side,)) + _u64(price)
-            level = books[instrument_id].level(side, price)
-            if level is None:
-                delete(key)
-            else:
-                put(key, encode_trusted([level.quantity, level.count]))
+        for instrument_id in self._dirty_books:
+            put(b"book/" + instrument_id.to_bytes(4, "big"),
+                encode_trusted(books[instrument_id].summary()))
         for instrument_id in self._dirty_instruments:
             put(b"inst/" + _u32(instrument_id), encode(self.instruments[instrument_id].to_wire()))
         for key, value in self._dirty_records.items():
@@ -1146,7 +1179,7 @@ class ExchangeState:
         self._dirty_accounts = {}
         self._dirty_positions = {}
         self._dirty_orders = {}
-        self._dirty_levels = {}
+        self._dirty_books = {}
         self._dirty_instruments = {}
         self._dirty_records = {}
         self._meta_dirty = False
@@ -1180,7 +1213,7 @@ class ExchangeState:
             positions = [
                 [iid, account.positions[iid].to_wire()] for iid in sorted(account.positions)
             ]
-            accounts.append([account_id, account.to_wire()[:6], positions])
+            accounts.append([account_id, account.to_wire(), positions])
         doc = [
             SNAPSHOT_VERSION,
             json.dumps(self.config.to_dict(), sort_keys=True, separators=(",", ":")),
@@ -1231,8 +1264,8 @@ class ExchangeState:
         for account_id, wire, positions in accounts:
             account = state.accounts.get(account_id) or Account(account_id)
             state.accounts[account_id] = account
-            (account.cash, account.locked, account.deposited, account.withdrawn,
-             account.fees_paid, account.realized_pnl) = wire
+            (account.cash, account.deposited, account.withdrawn, account.fees_paid,
+             account.realized_pnl) = wire
             for iid, position_wire in positions:
                 account.positions[iid] = Position.from_wire(iid, position_wire)
                 state._dirty_positions[(account_id, iid)] = None
@@ -1245,7 +1278,21 @@ class ExchangeState:
             if order.time_in_force == _GTT.value:
                 heapq.heappush(state._gtt_heap, (order.expire_at_ns, order.order_id))
             state._dirty_orders[order.order_id] = None
-            state._dirty_levels[(order.instrument_id, order.side, order.price)] = None
+            state._dirty_books[order.instrument_id] = None
+            # open-order exposure and collateral are derived, not stored: rebuild them
+            account = state.accounts[order.account]
+            instrument = state.instruments[order.instrument_id]
+            position = state._position(account, order.instrument_id)
+            if order.side == BUY:
+                position.open_buy_quantity += order.remaining
+                position.open_buy_reserve += (
+                    order.remaining // instrument.contract_size_raw
+                ) * buy_reserve_per_contract(instrument, order.price)
+            else:
+                position.open_sell_quantity += order.remaining
+        for account in state.accounts.values():
+            for iid, position in account.positions.items():
+                state._refresh(account, position, state.instruments[iid])
         for iid, wires in trades:
             state.recent_trades[iid].extend(EVENTS.from_wire(w) for w in wires)
         by_name = {extension.name: extension for extension in state.extensions}
