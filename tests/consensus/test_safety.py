@@ -25,13 +25,14 @@ def chaos(seed: int, steps: int, node_count: int) -> Cluster:
         election_timeout_ticks=6,
         snapshot_chunk_bytes=64,
         inflight_appends_max=4,
-        entries_per_append_max=4,
+        entries_per_append_max=rng.choice([1, 2, 4]),
         pre_vote=rng.random() < 0.7,
         check_quorum=rng.random() < 0.7,
     )
     cluster.add_nodes(node_count)
     cluster.process()
     spare_ids = list(range(node_count + 1, node_count + 3))
+    drop_rate = rng.choice([0.05, 0.2, 0.4])
     proposals = 0
     for _ in range(steps):
         roll = rng.random()
@@ -44,7 +45,7 @@ def chaos(seed: int, steps: int, node_count: int) -> Cluster:
             for message in batch:
                 cluster.network.remove(message)
             for message in batch:
-                if rng.random() < 0.1:
+                if rng.random() < drop_rate:
                     continue
                 cluster.deliver_one(message, verbose=False)
                 if rng.random() < 0.05:
@@ -63,7 +64,9 @@ def chaos(seed: int, steps: int, node_count: int) -> Cluster:
         elif roll < 0.75:
             cluster.heal()
         elif roll < 0.78 and len(alive) > 1:
-            cluster.crash(rng.choice(alive))
+            leader = cluster.leader()
+            victim = leader if leader is not None and rng.random() < 0.5 else rng.choice(alive)
+            cluster.crash(victim)
         elif roll < 0.83:
             down = [n for n in sorted(cluster.nodes) if not cluster.nodes[n].alive]
             if down:
@@ -87,7 +90,11 @@ def chaos(seed: int, steps: int, node_count: int) -> Cluster:
             node = rng.choice(alive)
             cluster.raft(node).read_index(f"r{rng.randrange(10**6)}".encode())
             cluster.process()
-        elif roll < 0.95:
+        elif roll < 0.95 and alive:
+            # Leader churn without waiting for timeouts: a random node campaigns now.
+            cluster.raft(rng.choice(alive)).campaign()
+            cluster.process()
+        elif roll < 0.97:
             leader = cluster.leader()
             if leader is not None:
                 cluster.raft(leader).transfer_leadership(rng.choice(sorted(cluster.nodes)))
