@@ -689,12 +689,18 @@ class ExchangeState:
         height, position = ctx.height, ctx.position
         premium_total = fees_total = volume = 0
         maker_fees_total = 0
+        last_price = premium_c = taker_fee_c = maker_fee_c = 0
         for maker, quantity in fills:
             price = maker.price
+            if price != last_price:  # fills come level by level: per-contract money once per level
+                last_price = price
+                premium_c = price * cs // NOTIONAL_DIVISOR
+                taker_fee_c = fee_per_contract(taker_rate, reference, price)
+                maker_fee_c = fee_per_contract(maker_rate, reference, price)
             contracts = quantity // cs
-            premium = contracts * (price * cs // NOTIONAL_DIVISOR)
-            taker_fee = contracts * fee_per_contract(taker_rate, reference, price)
-            maker_fee = contracts * fee_per_contract(maker_rate, reference, price)
+            premium = contracts * premium_c
+            taker_fee = contracts * taker_fee_c
+            maker_fee = contracts * maker_fee_c
             maker_account = accounts[maker.account]
             maker_position = maker_account.positions[iid]
             maker_id = maker.account
