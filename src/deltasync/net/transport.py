@@ -594,33 +594,15 @@ class Transport:
 
     async def _pump(self, link: _PeerLink, connection: _Connection) -> None:
         """Write queued payloads in batches until the connection ends or stalls."""
-        transport = connection.transport
-        sealer = connection.sealer
-        assert transport is not None and sealer is not None
+        assert connection.transport is not None and connection.sealer is not None
         queue = link.queue
-        batch_bytes_max = self.config.write_batch_bytes_max
         metrics = self._metrics
         while not connection.is_closing:
             if not queue:
                 link.wake.clear()
                 await link.wake.wait()
                 continue
-            parts: list[bytes] = []
-            size = 0
-            while queue and (not parts or size + len(queue[0]) <= batch_bytes_max):
-                payload = queue.popleft()
-                parts.append(_pack_header(len(payload)))
-                parts.append(payload)
-                size += len(payload)
-            link.queued_bytes -= size
-            body = b"".join(parts)
-            tag = sealer.tag(body)
-            record_bytes = len(tag) + len(body)
-            transport.writelines((_pack_header(record_bytes), tag, body))
-            metrics.records_sent += 1
-            metrics.frames_sent += len(parts) // 2
-            metrics.bytes_sent += size
-            metrics.wire_bytes_sent += 4 + record_bytes
+            self._write_batch(link, connection)
             if not connection.writable:
                 try:
                     async with asyncio.timeout(self.config.drain_timeout_s):
@@ -630,6 +612,48 @@ class Transport:
                     log.warning("node %s: peer %s stalled, redialing", self.node_id, link.peer_id)
                     connection.abort()
                     return
+
+    def _write_batch(self, link: _PeerLink, connection: _Connection) -> None:
+        """Write queued payloads (up to one batch) to the connection now; never blocks."""
+        transport = connection.transport
+        sealer = connection.sealer
+        assert transport is not None and sealer is not None
+        queue = link.queue
+        batch_bytes_max = self.config.write_batch_bytes_max
+        metrics = self._metrics
+        parts: list[bytes] = []
+        size = 0
+        while queue and (not parts or size + len(queue[0]) <= batch_bytes_max):
+            payload = queue.popleft()
+            parts.append(_pack_header(len(payload)))
+            parts.append(payload)
+            size += len(payload)
+        link.queued_bytes -= size
+        body = b"".join(parts)
+        tag = sealer.tag(body)
+        record_bytes = len(tag) + len(body)
+        transport.writelines((_pack_header(record_bytes), tag, body))
+        metrics.records_sent += 1
+        metrics.frames_sent += len(parts) // 2
+        metrics.bytes_sent += size
+        metrics.wire_bytes_sent += 4 + record_bytes
+
+    def flush(self, peer_id: int) -> None:
+        """Hand what is queued for ``peer_id`` to the socket right away, if it can take it.
+
+        Lets a caller start a write before a slow local step (a Raft leader sends its
+        appends before its own fsync); otherwise the link task writes at the next turn.
+        """
+        link = self._links.get(peer_id)
+        if link is None or not link.queue:
+            return
+        connection = link.connection
+        if connection is None or connection.is_closing or not connection.writable:
+            return
+        if connection.transport is None or connection.sealer is None:
+            return
+        while link.queue and connection.writable:
+            self._write_batch(link, connection)
 
     # --- connection bookkeeping (called by _Connection) ---
 

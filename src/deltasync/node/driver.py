@@ -32,6 +32,7 @@ from typing import Any
 from deltasync.consensus import (
     NO_NODE,
     RAFT_MESSAGES,
+    AppendEntries,
     ConfState,
     Entry,
     EntryType,
@@ -213,6 +214,8 @@ class NodeCore:
         self.applied_index = 0
         self.blocks_since_snapshot = 0
         self._out = Output()  # filled by every input, handed over by ``process``
+        # Set by a shell that can write to a peer at once (see ``_handle_ready``).
+        self.send_early: Callable[[int, bytes], None] | None = None
 
         snapshot = snapshots.load_latest(verify_root=self._root_of_snapshot_data)
         if snapshot is not None and snapshot.index < recovered.snapshot_index:
@@ -480,13 +483,28 @@ class NodeCore:
     def _handle_ready(self, ready: Ready, out: Output, now_ns: int) -> None:
         if ready.snapshot is not None:
             self._install_snapshot(ready.snapshot)
+        messages = ready.messages
+        if self.send_early is not None and self.raft.role is Role.LEADER and ready.entries:
+            # Raft dissertation 10.2.1: a leader may replicate its new entries while it
+            # writes them to its own disk. Safe here because the leader only counts
+            # itself toward a commit when it handles a follower's answer, which happens
+            # after this (synchronous) persist returns; votes are never sent early.
+            late = []
+            for message in messages:
+                if isinstance(message, AppendEntries):
+                    self.send_early(
+                        message.recipient, bytes((KIND_RAFT,)) + RAFT_MESSAGES.encode(message)
+                    )
+                else:
+                    late.append(message)
+            messages = tuple(late)
         if ready.entries or ready.hard_state is not None:
             self.storage.save(
                 None if ready.hard_state is None else _to_storage_hard(ready.hard_state),
                 [_to_storage_entry(e) for e in ready.entries],
                 sync=ready.must_sync,
             )
-        for message in ready.messages:
+        for message in messages:
             out.messages.append(
                 (message.recipient, bytes((KIND_RAFT,)) + RAFT_MESSAGES.encode(message))
             )

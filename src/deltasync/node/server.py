@@ -91,6 +91,7 @@ class NodeServer:
             rng=random.Random(config.seed * 7919 + 1),
         )
         self.gateway: Any = None
+        self.core.send_early = self._send_now
         self.api: Any = None  # an object with ``async stop()``, attached by the process entry
 
     # --- lifecycle -------------------------------------------------------------------
@@ -138,6 +139,10 @@ class NodeServer:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             self.core.tick(time.time_ns())
             self._flush()
+
+    def _send_now(self, peer: int, payload: bytes) -> None:
+        self.transport.send(peer, payload)
+        self.transport.flush(peer)
 
     def _on_peer_message(self, peer: int, payload: bytes) -> None:
         self.core.receive(peer, payload, time.time_ns())
