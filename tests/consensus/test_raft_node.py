@@ -342,3 +342,37 @@ def test_same_seed_same_trace() -> None:
 
     assert trace(3) == trace(3)
     assert trace(3) != trace(4)
+
+
+def test_snapshot_answers_claim_only_the_committed_prefix() -> None:
+    """A follower whose log agrees at the snapshot index keeps its later entries, but must
+    not claim them: they may differ from the leader's."""
+    from deltasync.consensus import InstallSnapshot, SnapshotMeta
+
+    cluster = elected()
+    leader = cluster.raft(1)
+    for i in range(3):
+        leader.propose(b"c%d" % i)
+    cluster.stabilize(verbose=False)
+    follower = cluster.raft(2)
+    committed = follower.log.committed
+    # Give the follower two uncommitted entries; the snapshot will cover the first only.
+    extra = tuple(
+        Entry(committed + i, leader.term, EntryType.NORMAL, b"extra") for i in (1, 2)
+    )
+    follower.step(AppendEntries(1, 2, leader.term, committed, leader.term, extra, committed))
+    cluster.process([2])
+    cluster.network = []
+    meta = SnapshotMeta(committed + 1, leader.term, follower.conf_state())
+    follower.step(InstallSnapshot(1, 2, leader.term, meta, 0, 2, b"ss", True))
+    cluster.process([2])
+    (answer,) = cluster.network
+    assert isinstance(answer, AppendResponse) and not answer.reject
+    assert follower.log.committed == committed + 1, "the agreeing log was fast-forwarded"
+    assert answer.index == committed + 1 < follower.log.last_index()
+    # A chunk of a snapshot already covered is answered at once, without buffering.
+    cluster.network = []
+    follower.step(InstallSnapshot(1, 2, leader.term, meta, 1, 2, b"s", True))
+    cluster.process([2])
+    (again,) = cluster.network
+    assert isinstance(again, AppendResponse) and again.index == follower.log.committed

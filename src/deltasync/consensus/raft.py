@@ -738,6 +738,11 @@ class RaftNode:
         if message.total_bytes > self.config.snapshot_bytes_max:
             self._incoming_snapshot = None
             return  # refuse a snapshot we would not hold; the leader retries later
+        if message.meta.index <= self.log.committed:
+            # Already covered (e.g. the answer to the last chunk was lost): say so at once.
+            self._incoming_snapshot = None
+            self._send(AppendResponse(self.id, message.sender, self.term, index=self.log.committed))
+            return
         if message.offset == 0 and not (same and incoming is not None and incoming.buffer):
             incoming = self._incoming_snapshot = _IncomingSnapshot(message.meta)
         elif incoming is None or not same or message.offset != len(incoming.buffer):
@@ -763,8 +768,9 @@ class RaftNode:
             self._send(SnapshotResponse(self.id, message.sender, self.term, message.meta.index, 0))
             return
         self._restore(Snapshot(message.meta, bytes(incoming.buffer)))
-        # The answer proves we hold everything up to the snapshot index (or more).
-        self._send(AppendResponse(self.id, message.sender, self.term, index=self.log.last_index()))
+        # Only the committed prefix is known to match the leader's log (entries after it,
+        # kept when our log already agreed at the snapshot index, may not).
+        self._send(AppendResponse(self.id, message.sender, self.term, index=self.log.committed))
 
     def _restore(self, snapshot: Snapshot) -> None:
         meta = snapshot.meta
