@@ -103,3 +103,15 @@ assert frame_bytes_max + record_overhead_bytes <= peer_queue_bytes_max, "a large
 assert write_batch_bytes_max + record_overhead_bytes <= frame_bytes_max
 assert raft_append_bytes_max + 1024 + record_overhead_bytes <= frame_bytes_max
 assert handshake_frame_bytes_max < write_batch_bytes_max
+
+# --- exchange: trading core (exchange/state.py) ------------------------------
+fills_per_command_max = 1_023  # trade ids are log_id sub-indexes 1..1023 of their command
+order_amount_raw_max = 10**15  # Quantity raw (1e9 units) per order
+deposits_total_raw_max = 10**17  # Amount raw (1e11 USDC) held by the whole venue
+closed_orders_cached_max = 10_000  # query cache of recently closed orders (not replicated)
+book_depth_levels_max = 1_000  # levels a depth query returns
+assert fills_per_command_max <= fills_per_order_max and fills_per_command_max < 1024
+# Money sums stay inside int64 (the codec's range) with headroom for fees and PnL; the
+# default grid (>= 1e4 raw of premium per contract of <= 1e5 raw) keeps level sums and
+# positions below deposits_total_raw_max x 10.
+assert deposits_total_raw_max * 10 < 2**63 and order_amount_raw_max * 1_000 < 2**63
