@@ -296,7 +296,10 @@ class RaftNode:
     def read_index(self, context: bytes) -> Rejected | None:
         """Start a linearizable read; its ``ReadState`` comes out in a later ``Ready``.
 
-        ``context`` identifies the read and must be unique among pending reads.
+        ``context`` identifies the read and must be unique cluster-wide among pending
+        reads (prefix it with the node id). A read is answered at most once: one that
+        was lost (message loss, a change of leader) never produces a ``ReadState``, so
+        the caller retries after a timeout of its own.
         """
         if not context or len(context) > 1024:
             return Rejected(RejectReason.INVALID_READ, self.leader_id, "context must be 1..1024 bytes")
