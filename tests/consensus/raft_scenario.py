@@ -14,7 +14,9 @@ Commands (node ids are integers):
     campaign ID                       start an election on ID now
     tick ID [N] | tick-all [N]        advance logical clocks (then run Ready loops)
     run N [quiet]                     N times: tick every node, then stabilize
-    deliver [from=ID] [to=ID] [quiet] deliver the messages in flight now (one round)
+    deliver [from=ID] [to=ID] [quiet] [hold]
+                                      deliver the messages in flight now (one round);
+                                      with hold, the receivers' Readys are not processed yet
     drop [from=ID] [to=ID]            lose messages in flight
     stabilize [quiet]                 deliver rounds until no message is in flight
     network                           list the messages in flight
@@ -164,6 +166,15 @@ class Interpreter:
             self.c.stabilize(verbose="quiet" not in args)
 
     def cmd_deliver(self, args: list[str], flags: dict[str, str]) -> None:
+        if "hold" in args:
+            # Step the messages but do not run the Ready loops: nothing is persisted
+            # or sent until the next command (a crash now loses it all).
+            select = self._selector(flags)
+            batch = [m for m in self.c.network if select(m)]
+            self.c.network = [m for m in self.c.network if not select(m)]
+            for message in batch:
+                self.c.deliver_one(message, verbose="quiet" not in args)
+            return
         self.c.deliver(self._selector(flags), verbose="quiet" not in args)
 
     def cmd_drop(self, args: list[str], flags: dict[str, str]) -> None:
