@@ -87,7 +87,9 @@ def test_book_matches_reference_model(stream: list, fills_max: int) -> None:
     for seq, op in enumerate(stream, start=1):
         if op[0] == "place":
             _, side, price, quantity, account, rests = op
+            fillable = book.fillable(side, price, quantity, account, 1000, fills_max)
             fills, cancelled, left = book.match(side, price, quantity, account, fills_max, 1000)
+            assert fillable == quantity - left  # what FOK relies on
             expected = reference.match(side, price, quantity, account, fills_max)
             got = (
                 [(maker.order_id, take, maker.price) for maker, take in fills],
@@ -138,6 +140,6 @@ def test_dry_runs_agree_with_matching(stream: list, side: int, quantity: int, ac
     prices = [maker.price for maker, _ in plan]
     assert prices == sorted(prices, reverse=(side == SELL))
     limit = 10**9 if side == BUY else 0
-    assert book.fillable(side, limit, quantity, account, 1000) == quantity - left
+    assert book.fillable(side, limit, quantity, account, 1000, 10_000) == quantity - left
     book.take_planned(plan)
     assert book.check() == []

@@ -39,6 +39,7 @@ SAMPLE_EVENTS = [
     e.Deposited(1, Amount(5), Amount(5)),
     e.Withdrawn(1, Amount(5), Amount(0)),
     e.WithdrawRejected(1, Amount(5), RejectReason.INSUFFICIENT_FUNDS),
+    e.DepositRejected(1, Amount(5), RejectReason.DEPOSIT_LIMIT),
     e.OrderAccepted(9, 1, NAME, Side.BUY, c.OrderType.LIMIT, Price(5), Quantity(1),
                     c.TimeInForce.GOOD_TIL_CANCELLED, ""),
     e.OrderRejected(1, NAME, RejectReason.POST_ONLY_WOULD_CROSS, "q"),
@@ -102,6 +103,9 @@ def test_tags_are_stable_and_leave_reserved_ranges_free() -> None:
                              c.TimeInForce.GOOD_TIL_CANCELLED),
         lambda: c.ComboLeg(NAME, Side.BUY, 11),
         lambda: c.ListInstruments(1, "BTC", "26MAR27", ()),
+        lambda: c.PlaceOrder(1, NAME, Side.BUY, Quantity(10**15 + 1), Price(1)),
+        lambda: c.PlaceCombo(1, LEGS, Side.BUY, Quantity(10**15 // 2 + 1), Price(1)),
+        lambda: c.Deposit(1, Amount(10**17 + 1)),
     ],
 )
 def test_malformed_commands_are_refused_at_construction(build) -> None:

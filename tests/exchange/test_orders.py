@@ -22,6 +22,8 @@ from deltasync.exchange.commands import (
 from deltasync.exchange.events import (
     CancelReason,
     CancelRejected,
+    Deposited,
+    DepositRejected,
     InstrumentExpired,
     InstrumentListed,
     ListingRejected,
@@ -292,6 +294,14 @@ def test_collateral_reserved_and_released(venue: Venue) -> None:
     assert venue.state.accounts[A].locked == usdc("10000")  # strike x 0.1
     venue.one(sell(A, CALL, "0.1", "500"))
     assert venue.state.accounts[A].locked == usdc("40000")  # + 300,000 x 0.1
+
+
+def test_deposits_are_capped_venue_wide(venue: Venue) -> None:
+    held = venue.state.deposits_total - venue.state.withdrawals_total
+    room = Amount(10**17 - held)
+    refused = venue.one(Deposit(A, Amount(room.raw + 1)))
+    assert kinds(refused, DepositRejected)[0].reason is RejectReason.DEPOSIT_LIMIT
+    assert kinds(venue.one(Deposit(A, room)), Deposited)
 
 
 def test_withdrawals(venue: Venue) -> None:

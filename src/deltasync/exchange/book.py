@@ -296,27 +296,28 @@ class Book:
 
     # --- dry runs (no mutation) -----------------------------------------------------
 
-    def fillable(self, side: int, limit: int, quantity: int, account: int, levels_max: int) -> int:
-        """How much of ``quantity`` a taker could fill now (own orders would be cancelled)."""
-        got = 0
+    def fillable(
+        self, side: int, limit: int, quantity: int, account: int, levels_max: int, fills_max: int
+    ) -> int:
+        """How much of ``quantity`` a taker could fill now, as ``match`` would fill it.
+
+        Own orders would be cancelled (self-trade prevention), not filled; the
+        walk stops at the same ``levels_max`` and ``fills_max`` bounds.
+        """
+        got = fills = 0
         if side == BUY:
-            for key in reversed(self.ask_keys[-levels_max:]):
-                if -key > limit:
-                    break
-                for maker in self.asks[-key].queue:
-                    if maker.live and maker.account != account:
-                        got += maker.remaining
-                        if got >= quantity:
-                            return quantity
+            levels = [self.asks[-key] for key in reversed(self.ask_keys[-levels_max:]) if -key <= limit]
         else:
-            for price in reversed(self.bid_keys[-levels_max:]):
-                if price < limit:
-                    break
-                for maker in self.bids[price].queue:
-                    if maker.live and maker.account != account:
-                        got += maker.remaining
-                        if got >= quantity:
-                            return quantity
+            levels = [self.bids[price] for price in reversed(self.bid_keys[-levels_max:]) if price >= limit]
+        for level in levels:
+            for maker in level.queue:
+                if maker.live and maker.account != account:
+                    if fills == fills_max:
+                        return got
+                    fills += 1
+                    got += maker.remaining
+                    if got >= quantity:
+                        return quantity
         return got
 
     def plan_take(

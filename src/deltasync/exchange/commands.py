@@ -74,6 +74,13 @@ def _check_account(account: int, command: str) -> None:
     )
 
 
+def _check_amount(raw: int, command: str, field_name: str = "amount") -> None:
+    _require(
+        0 < raw <= limits.order_amount_raw_max,
+        command, field_name, f"positive and at most {limits.order_amount_raw_max} raw",
+    )
+
+
 def _check_label(label: str, command: str) -> None:
     _require(
         isinstance(label, str) and len(label.encode()) <= limits.labels_bytes_max,
@@ -96,7 +103,10 @@ class Deposit:
 
     def __post_init__(self) -> None:
         _check_account(self.account, "Deposit")
-        _require(self.amount.raw > 0, "Deposit", "amount", "must be positive")
+        _require(
+            0 < self.amount.raw <= limits.deposits_total_raw_max,
+            "Deposit", "amount", f"positive and at most {limits.deposits_total_raw_max} raw",
+        )
 
 
 @COMMANDS.register(2)
@@ -132,7 +142,7 @@ class PlaceOrder:
         _check_account(self.account, name)
         _check_instrument(self.instrument, name)
         _check_label(self.label, name)
-        _require(self.amount.raw > 0, name, "amount", "must be positive")
+        _check_amount(self.amount.raw, name)
         if self.order_type is OrderType.LIMIT:
             _require(self.price is not None, name, "price", "required for limit orders")
         else:
@@ -210,7 +220,7 @@ class EditOrder:
 
     def __post_init__(self) -> None:
         _check_account(self.account, "EditOrder")
-        _require(self.amount.raw > 0, "EditOrder", "amount", "must be positive")
+        _check_amount(self.amount.raw, "EditOrder")
         _require(self.price.raw > 0, "EditOrder", "price", "must be positive")
 
 
@@ -262,7 +272,7 @@ class PlaceCombo:
             len({leg.instrument for leg in self.legs}) == len(self.legs),
             name, "legs", "each instrument at most once",
         )
-        _require(self.amount.raw > 0, name, "amount", "must be positive")
+        _check_amount(self.amount.raw * max(leg.ratio for leg in self.legs), name)
         _require(
             self.time_in_force in (TimeInForce.IMMEDIATE_OR_CANCEL, TimeInForce.FILL_OR_KILL),
             name, "time_in_force", "combos are immediate-or-cancel or fill-or-kill",

@@ -8,7 +8,7 @@ fixed-point values; ids come from the log position.
 Tag map (stable, never reuse a tag):
 
 ====== ==========================================================
-1-9    funding: 1 Deposited, 2 Withdrawn, 3 WithdrawRejected
+1-9    funding: 1 Deposited, 2 Withdrawn, 3 WithdrawRejected, 4 DepositRejected
 10-19  orders: 10 OrderAccepted, 11 OrderRejected, 12 Trade,
        13 OrderCancelled, 14 OrderEdited, 15 OrderExpired,
        16 CancelRejected
@@ -59,6 +59,7 @@ class RejectReason(Enum):
     INVALID_PRICE = 22
     TRADING_HALTED = 23  # reserved for the oracle circuit breaker (cancel-only)
     INSUFFICIENT_MARGIN = 24  # reserved for the margin engine
+    DEPOSIT_LIMIT = 25  # the venue would hold more than limits.deposits_total_raw_max
 
     @property
     def code(self) -> str:
@@ -96,6 +97,14 @@ class Withdrawn:
 @EVENTS.register(3)
 @dataclass(frozen=True, slots=True)
 class WithdrawRejected:
+    account: int
+    amount: Amount
+    reason: RejectReason
+
+
+@EVENTS.register(4)
+@dataclass(frozen=True, slots=True)
+class DepositRejected:
     account: int
     amount: Amount
     reason: RejectReason

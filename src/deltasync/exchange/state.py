@@ -90,6 +90,7 @@ from deltasync.exchange.events import (
     ComboFilled,
     ComboRejected,
     Deposited,
+    DepositRejected,
     InstrumentExpired,
     InstrumentListed,
     ListingRejected,
@@ -117,10 +118,10 @@ from deltasync.exchange.views import (
 _V = TypeVar("_V", Price, Quantity, Amount)
 SNAPSHOT_VERSION = 1
 # Trade ids use the log_id sub-index 1..1023, which bounds the fills of one command.
-FILLS_PER_COMMAND_MAX = min(limits.fills_per_order_max, 1023)
+FILLS_PER_COMMAND_MAX = limits.fills_per_command_max
 LEVELS_PER_COMMAND_MAX = limits.levels_walked_per_order_max
-CLOSED_ORDERS_CACHED_MAX = 10_000  # query cache of recently closed orders (not replicated)
-BOOK_DEPTH_LEVELS_MAX = 1_000
+CLOSED_ORDERS_CACHED_MAX = limits.closed_orders_cached_max
+BOOK_DEPTH_LEVELS_MAX = limits.book_depth_levels_max
 
 _SIDES = (None, Side.BUY, Side.SELL)
 _SIDE_VALUES = {Side.BUY: BUY, Side.SELL: SELL}
@@ -425,6 +426,10 @@ class ExchangeState:
     # --- funding -------------------------------------------------------------------------
 
     def _deposit(self, command: Deposit) -> list[Any]:
+        if self.deposits_total - self.withdrawals_total + command.amount.raw > (
+            limits.deposits_total_raw_max
+        ):
+            return [DepositRejected(command.account, command.amount, RejectReason.DEPOSIT_LIMIT)]
         account = self.accounts.get(command.account)
         if account is None:
             account = self.accounts[command.account] = Account(command.account)
@@ -553,7 +558,7 @@ class ExchangeState:
                           command.order_type, price, command.amount, tif, command.label)
         ]
         if tif is _FOK and book.fillable(
-            side, limit, amount, command.account, LEVELS_PER_COMMAND_MAX
+            side, limit, amount, command.account, LEVELS_PER_COMMAND_MAX, FILLS_PER_COMMAND_MAX
         ) < amount:
             events.append(OrderCancelled(order_id, command.account, command.instrument,
                                          command.amount, CancelReason.UNFILLED))
