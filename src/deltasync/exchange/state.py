@@ -813,6 +813,7 @@ class ExchangeState:
             heapq.heappush(self._gtt_heap, (order.expire_at_ns, order.order_id))
         self._dirty_orders[order.order_id] = None
         self._dirty_books[iid] = None
+        self._dirty_accounts[account.account_id] = None  # open orders changed (see commit)
 
     def _unreserve(self, order: Order, account: Account, instrument: Instrument, quantity: int) -> Position:
         position = account.positions[instrument.instrument_id]
@@ -838,6 +839,7 @@ class ExchangeState:
             del account.positions[order.instrument_id]
         self._dirty_orders[order.order_id] = None
         self._dirty_books[order.instrument_id] = None
+        self._dirty_accounts[order.account] = None
 
     def _remove_resting(self, order: Order, final: OrderState) -> None:
         removed = self.books[order.instrument_id].remove(order.order_id)
@@ -932,6 +934,7 @@ class ExchangeState:
                 self._refresh(account, position, instrument)
                 self._dirty_orders[order.order_id] = None
                 self._dirty_books[iid] = None
+                self._dirty_accounts[account.account_id] = None
             return [OrderEdited(order.order_id, order.account, name, command.price,
                                 command.amount, Quantity(remaining), True)]
         if (command.post_only or order.post_only) and book.would_cross(order.side, price):
@@ -950,6 +953,7 @@ class ExchangeState:
         del self.orders[order.order_id]
         self._dirty_orders[order.order_id] = None
         self._dirty_books[iid] = None
+        self._dirty_accounts[account.account_id] = None
         events: list[Any] = [OrderEdited(order.order_id, order.account, name, command.price,
                                          command.amount, Quantity(remaining), False)]
         left = self._take(instrument, book, order.order_id, account, order.side, price, remaining,
@@ -1110,6 +1114,14 @@ class ExchangeState:
 
     # --- extension hooks ---------------------------------------------------------------------
 
+    def changed_accounts(self) -> list[int]:
+        """Accounts whose money, positions or open orders changed since the last commit.
+
+        For extensions that keep per-account aggregates (margin): call it in
+        ``on_block_end``, before the commitment clears it.
+        """
+        return sorted(self._dirty_accounts)
+
     def set_record(self, key: bytes, value: bytes | None) -> None:
         """Write (or delete, with None) an extension's record into the next commitment."""
         assert not key.startswith((b"acct/", b"pos/", b"order/", b"book/", b"inst/", b"meta/"))
@@ -1153,10 +1165,15 @@ class ExchangeState:
     def commit(self) -> bytes:
         """Write dirty records into the Merkle map; returns the state root."""
         merkle = self._merkle
-        put, delete = merkle.set, merkle.delete
+        put, delete, get = merkle.set, merkle.delete, merkle.get
         accounts = self.accounts
         for account_id in self._dirty_accounts:
-            put(b"acct/" + _u64(account_id), encode_trusted(accounts[account_id].to_wire()))
+            # Accounts are also marked when only their open orders changed (derived
+            # state, see ``changed_accounts``): rewrite the record only if it differs.
+            key = b"acct/" + _u64(account_id)
+            value = encode_trusted(accounts[account_id].to_wire())
+            if get(key) != value:
+                put(key, value)
         for account_id, instrument_id in self._dirty_positions:
             key = b"pos/" + _u64(account_id) + _u32(instrument_id)
             account = accounts[account_id]
