@@ -3,7 +3,7 @@
 Layout of ``--data-dir``::
 
     DIR/cluster.json          nodes, ports, secret (written by `up`)
-    DIR/node1/node.json       the node's config
+    DIR/node1/config.json     the node's config
     DIR/node1/node.pid        its process id
     DIR/node1/node.log        its stdout and stderr
     DIR/node1/status.json     what the node reports about itself
@@ -70,7 +70,7 @@ def load_cluster(data_dir: Path) -> dict[str, Any]:
 def write_configs(
     data_dir: Path, nodes: int, base_port: int, demo_mode: bool, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write cluster.json and one node.json per node; returns the cluster description."""
+    """Write cluster.json and one config.json per node; returns the cluster description."""
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(32)
     peers = {str(i): f"127.0.0.1:{base_port + i}" for i in range(1, nodes + 1)}
@@ -92,7 +92,7 @@ def write_configs(
             "seed": i,
             **(extra or {}),
         }
-        (directory / "node.json").write_text(json.dumps(config, indent=2))
+        (directory / "config.json").write_text(json.dumps(config, indent=2))
     gateways = {str(i): f"127.0.0.1:{base_port + 200 + i}" for i in range(1, nodes + 1)}
     cluster = {
         "nodes": list(range(1, nodes + 1)),
@@ -107,7 +107,7 @@ def write_configs(
 
 def start_node(data_dir: Path, node_id: int) -> int:
     directory = node_dir(data_dir, node_id)
-    config = directory / "node.json"
+    config = directory / "config.json"
     if not config.exists():
         raise SystemExit(f"node {node_id} has no config at {config}")
     from deltasync.node.status import pid_alive, read_pid

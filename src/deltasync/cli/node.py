@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
 HELP = "run one node (consensus, storage, transport, exchange, API) from a config file"
@@ -23,7 +24,15 @@ async def run_node(config_path: Path) -> int:
         level=logging.INFO,
         format=f"%(asctime)s node{config.node_id} %(levelname)s %(name)s: %(message)s",
     )
-    server = NodeServer(config)
+    from deltasync.storage.errors import StorageError
+
+    try:
+        server = NodeServer(config)
+    except StorageError as exc:
+        # e.g. a corrupt record in the middle of the WAL: refuse to start, say where
+        logging.getLogger("deltasync.node").error("refusing to start: %s", exc)
+        print(f"deltasync node {config.node_id}: refusing to start: {exc}", file=sys.stderr)
+        return 2
     await server.start()
     if config.api_address is not None:
         try:

@@ -10,7 +10,6 @@ send" holds by construction.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import secrets
@@ -25,8 +24,7 @@ from deltasync.node import machine
 from deltasync.node.config import NodeConfig
 from deltasync.node.driver import Answer, AppliedBlock, NodeCore, NodeSettings
 from deltasync.node.status import NodeStatus, write_status
-from deltasync.storage.raft_log import RaftStorage
-from deltasync.storage.snapshot import SnapshotStore
+from deltasync.storage.datadir import DataDir
 
 log = logging.getLogger("deltasync.node")
 
@@ -49,10 +47,12 @@ class NodeServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         genesis = machine.genesis_from(config.genesis)
         self.genesis = genesis
-        storage, recovered = RaftStorage.open(str(self.data_dir / "raft"))
+        self.layout = DataDir.init(str(self.data_dir), config.node_id, cluster=_cluster_name(config))
+        self.layout.lock()
+        storage, recovered = self.layout.open_raft()
         for repair in recovered.repairs:
             log.warning("storage recovery: %s", repair)
-        snapshots = SnapshotStore(str(self.data_dir / "snapshots"))
+        snapshots = self.layout.snapshots()
         settings = NodeSettings(
             election_ticks=config.election_ticks,
             heartbeat_ticks=config.heartbeat_ticks,
@@ -120,6 +120,7 @@ class NodeServer:
         await self.transport.stop()
         self.core.storage.close()
         self._write_status()
+        self.layout.unlock()
 
     async def run_until_stopped(self) -> int:
         loop = asyncio.get_running_loop()
@@ -178,11 +179,8 @@ class NodeServer:
             self._halt(out.halted)
 
     def _halt(self, report: dict[str, Any]) -> None:
-        reports = self.data_dir / "reports"
-        reports.mkdir(exist_ok=True)
         report = {**report, "node_id": self.config.node_id, "wall_time_ns": time.time_ns()}
-        path = reports / f"halt-{report.get('height', 0)}.json"
-        path.write_text(json.dumps(report, indent=2))
+        path = self.layout.write_report(f"halt-{report.get('height', 0)}.json", report)
         log.error("HALTED: %s (report %s)", report.get("reason"), path)
         self.exit_code = EXIT_HALTED
         self._stopping.set()
@@ -284,6 +282,13 @@ class NodeServer:
             except OSError as exc:  # a full disk must not kill the node's status loop
                 log.warning("status write failed: %s", exc)
             await asyncio.sleep(STATUS_INTERVAL_S)
+
+
+def _cluster_name(config: NodeConfig) -> str:
+    """A stable name for the cluster this data dir belongs to (not the secret itself)."""
+    import hashlib
+
+    return "cluster-" + hashlib.sha256(b"deltasync-cluster-id" + config.cluster_secret).hexdigest()[:16]
 
 
 def _pid() -> int:
