@@ -66,3 +66,26 @@ def test_leader_crash_loses_no_acknowledged_command_and_restart_catches_up() -> 
     roots = {cluster.nodes[i].tip.state_root for i in cluster.voters}  # type: ignore[union-attr]
     assert len(roots) == 1
     assert cluster.nodes[leader].machine.deposits_total == 20 * Amount.whole(10).raw  # type: ignore[union-attr]
+
+
+def test_a_diverging_replica_halts_and_names_candidate_keys() -> None:
+    cluster = Cluster(3)
+    cluster.until(lambda: cluster.leader() is not None)
+    leader = cluster.leader()
+    assert leader is not None
+    victim = next(i for i in cluster.voters if i != leader)
+    cluster.submit(leader, Deposit(1, Amount.whole(5)), session=3, request=1)
+    cluster.until(lambda: len(cluster.answers[leader]) == 1)
+    cluster.step(5)
+    # corrupt one replica's state behind consensus' back (a non-deterministic bug)
+    core = cluster.nodes[victim]
+    assert core is not None
+    core.machine.accounts[1].cash += 1
+    core.machine._dirty_accounts[1] = None
+    core.tip.state_root = core.machine.state_root()
+    cluster.allow_halt = True
+    cluster.submit(leader, Deposit(2, Amount.whole(5)), session=3, request=2)
+    cluster.until(lambda: core.halted is not None)
+    assert core.halted is not None and core.halted["reason"] == "state root mismatch"
+    keys = [c["key"] for c in core.halted["divergent_key_candidates"]]
+    assert (b"acct/" + (1).to_bytes(8, "big")).hex() in keys

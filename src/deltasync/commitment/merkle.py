@@ -204,7 +204,7 @@ def verify_proof(root: bytes, proof: Proof) -> bool:
 class MerkleMap:
     """An authenticated map bytes -> bytes with an incrementally maintained root."""
 
-    __slots__ = ("_values", "_slots", "_buckets", "_dirty", "_levels")
+    __slots__ = ("_values", "_slots", "_buckets", "_dirty", "_levels", "_last_changed")
 
     def __init__(self, items: Iterable[tuple[bytes, bytes]] = ()) -> None:
         self._values: dict[bytes, bytes] = {}
@@ -213,6 +213,7 @@ class MerkleMap:
         # bucket index -> {key: entry bytes}, None when empty
         self._buckets: list[dict[bytes, bytes] | None] = [None] * BUCKETS
         self._dirty: set[bytes] = set()
+        self._last_changed: set[bytes] = set()
         self._levels: list[list[bytes]] = [
             [EMPTY_HASHES[level]] * (FANOUT**level) for level in range(DEPTH + 1)
         ]
@@ -277,6 +278,14 @@ class MerkleMap:
             self._flush()
         return self._levels[0][0]
 
+    def last_changed_keys(self) -> list[bytes]:
+        """The keys set or deleted between the last two ``root()`` calls, sorted.
+
+        A node whose root diverges at some height names these in its halt report:
+        when every earlier root agreed, the divergence lies among them (or among
+        the other replica's)."""
+        return sorted(self._last_changed)
+
     @property
     def pending_keys(self) -> int:
         """Keys changed since the last ``root()``."""
@@ -304,6 +313,7 @@ class MerkleMap:
                 del slots[key]
                 if bucket is not None:
                     bucket.pop(key, None)
+        self._last_changed = self._dirty
         self._dirty = set()
 
         level_hashes = self._levels[DEPTH]

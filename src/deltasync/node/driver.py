@@ -574,6 +574,12 @@ class NodeCore:
                 "own_root": tip.state_root.hex(),
                 "proposer": header.proposer,
                 "raft_index": entry.index,
+                # Every earlier root agreed, so the divergence lies among the keys the
+                # last block changed (here or on the proposer): the first ones, sorted.
+                "divergent_key_candidates": [
+                    {"key": key.hex(), "value_sha256": _value_digest(self.machine.merkle.get(key))}
+                    for key in self.machine.merkle.last_changed_keys()[:32]
+                ],
             }
             return
         commands: list[Any] = []
@@ -668,6 +674,10 @@ class NodeCore:
             "voters": list(status.conf_state.voters),
             "halted": None if self.halted is None else self.halted["reason"],
         }
+
+
+def _value_digest(value: bytes | None) -> str | None:
+    return None if value is None else hashlib.sha256(value).hexdigest()
 
 
 def state_digest(core: NodeCore) -> str:
