@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each phase")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object (the default)")
 
 
 async def _closed_loop(client: Any, commands: list[list[Any]], session: int, seconds: float,
