@@ -124,9 +124,9 @@ CLOSED_ORDERS_CACHED_MAX = limits.closed_orders_cached_max
 BOOK_DEPTH_LEVELS_MAX = limits.book_depth_levels_max
 
 _SIDES = (None, Side.BUY, Side.SELL)
-_SIDE_VALUES = {Side.BUY: BUY, Side.SELL: SELL}
-_TIF_VALUES = {tif: tif.value for tif in TimeInForce}
-_ORDER_TYPE_VALUES = {kind: kind.value for kind in OrderType}
+_BUY = Side.BUY
+assert TimeInForce.GOOD_TIL_CANCELLED.value == 1 and TimeInForce.GOOD_TIL_TIME.value == 2
+assert OrderType.LIMIT.value == 1
 _VALUE_CACHE_MAX = 1 << 16
 
 
@@ -547,7 +547,7 @@ class ExchangeState:
             return [OrderRejected(command.account, command.instrument, reason, command.label)]
         limit: int = reason  # type: ignore[assignment]
         account = self.accounts[command.account]
-        side = _SIDE_VALUES[command.side]
+        side = BUY if command.side is _BUY else SELL  # identity: Enum hashing is slow
         amount = command.amount.raw
         tif = command.time_in_force
         book = self.books[instrument.instrument_id]
@@ -569,8 +569,8 @@ class ExchangeState:
         if (tif is _GTC or tif is _GTT) and not book.would_cross(side, limit):
             order = Order(
                 order_id, command.account, instrument.instrument_id, side, limit, amount, left,
-                order_id, _TIF_VALUES[tif], command.expire_at_ns, command.post_only,
-                command.reduce_only, command.label, _ORDER_TYPE_VALUES[command.order_type],
+                order_id, (1 if tif is _GTC else 2), command.expire_at_ns, command.post_only,
+                command.reduce_only, command.label, 1,
             )
             self._rest(order, account, instrument)
         else:
@@ -598,7 +598,7 @@ class ExchangeState:
             return RejectReason.INVALID_AMOUNT_STEP
         if amount < instrument.min_amount_raw:
             return RejectReason.AMOUNT_BELOW_MINIMUM
-        side = _SIDE_VALUES[command.side]
+        side = BUY if command.side is _BUY else SELL  # identity: Enum hashing is slow
         book = self.books[instrument.instrument_id]
         if command.price is None:
             best = book.best_ask() if side == BUY else book.best_bid()
@@ -1197,11 +1197,11 @@ class ExchangeState:
                 encode_trusted(books[instrument_id].summary()))
         for instrument_id in self._dirty_instruments:
             put(b"inst/" + _u32(instrument_id), encode(self.instruments[instrument_id].to_wire()))
-        for key, value in self._dirty_records.items():
-            if value is None:
-                delete(key)
+        for record_key, record in self._dirty_records.items():
+            if record is None:
+                delete(record_key)
             else:
-                put(key, value)
+                put(record_key, record)
         if self._meta_dirty:
             put(b"meta/exchange", encode(self._meta_wire()))
         self._dirty_accounts = {}
