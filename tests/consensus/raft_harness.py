@@ -219,6 +219,9 @@ class Cluster:
         # committed at or before that term, so every leader of a later term must hold it.
         self.committed_by_index: dict[int, tuple[int, int]] = {}
         self._roles: dict[int, tuple[Role, int]] = {}
+        # read context -> highest index committed anywhere when the read started: a
+        # linearizable read must observe at least that much.
+        self.read_floors: dict[bytes, int] = {}
 
     # --- membership of the simulation ----------------------------------------
 
@@ -302,6 +305,12 @@ class Cluster:
                     self.print(f"{node_id} applied {describe_entries(ready.committed_entries)}")
                     self._check_applied(node_id, ready.committed_entries)
                 for read in ready.read_states:
+                    floor = self.read_floors.pop(read.context, 0)
+                    if read.index < floor:
+                        raise SafetyViolation(
+                            f"read {read.context!r} on {node_id} served at {read.index}, "
+                            f"but {floor} was committed before it started"
+                        )
                     self.print(f"{node_id} read ctx={read.context.decode()} index={read.index}")
                 raft.advance(ready)
             self._note_commit(node_id)
@@ -420,6 +429,10 @@ class Cluster:
                         agreed = True
 
     # --- conveniences for scenarios ------------------------------------------
+
+    def read_index(self, node_id: int, context: bytes) -> Rejected | None:
+        self.read_floors[context] = max(self.committed_by_index, default=0)
+        return self.raft(node_id).read_index(context)
 
     def conf_change(self, leader: int, kind: ConfChangeKind, node_id: int) -> int | Rejected:
         return self.raft(leader).propose_conf_change(kind, node_id)

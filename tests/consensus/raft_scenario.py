@@ -254,7 +254,7 @@ class Interpreter:
 
     def cmd_read_index(self, args: list[str], flags: dict[str, str]) -> None:
         node_id = int(args[0])
-        self._result(node_id, "read-index", self.c.raft(node_id).read_index(args[1].encode()))
+        self._result(node_id, "read-index", self.c.read_index(node_id, args[1].encode()))
 
     def cmd_status(self, args: list[str], flags: dict[str, str]) -> None:
         ids = [int(arg) for arg in args] or sorted(self.c.nodes)

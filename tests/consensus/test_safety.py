@@ -4,8 +4,9 @@ safety properties, and once healed it makes progress again.
 
 Checked continuously (see ``raft_harness.Cluster``): election safety (one
 leader per term), log matching, leader completeness (every committed entry is
-in every later leader's log) and state machine safety (no two nodes apply
-different entries at one index). Each failure names the seed that replays it.
+in every later leader's log), state machine safety (no two nodes apply
+different entries at one index) and read linearizability (a ReadIndex read
+observes every entry committed before it started). Each failure names the seed that replays it.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def chaos(seed: int, steps: int, node_count: int) -> Cluster:
                 cluster.process()
         elif roll < 0.93 and alive:
             node = rng.choice(alive)
-            cluster.raft(node).read_index(f"r{rng.randrange(10**6)}".encode())
+            cluster.read_index(node, f"{node}:{rng.randrange(10**6)}".encode())
             cluster.process()
         elif roll < 0.95 and alive:
             # Leader churn without waiting for timeouts: a random node campaigns now.
