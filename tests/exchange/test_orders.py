@@ -406,3 +406,7 @@ def test_blocks_must_be_consecutive_and_time_monotone(venue: Venue) -> None:
         venue.state.apply_block(venue.height + 2, venue.time_ns + 1, [])
     with pytest.raises(StateError):
         venue.state.apply_block(venue.height + 1, venue.time_ns - 1, [])
+    root = venue.state.state_root()
+    with pytest.raises(StateError):  # an unknown command type: refused before any change
+        venue.state.apply_block(venue.height + 1, venue.time_ns + 1, [Deposit(A, Amount(1)), object()])
+    assert venue.state.state_root() == root and venue.state.height == venue.height

@@ -210,6 +210,10 @@ class Extension(Protocol):
 OrderGate = Callable[["ExchangeState", Instrument, int], RejectReason | None]
 
 
+_TRADING_COMMANDS = frozenset(
+    (Deposit, Withdraw, PlaceOrder, CancelOrder, CancelByLabel, CancelAll, EditOrder, PlaceCombo,
+     ListInstruments)
+)
 _PRIORITY_BY_TYPE: dict[type, int] = {
     CancelOrder: 0, CancelByLabel: 0, CancelAll: 0, Deposit: 0, ListInstruments: 0,
     PlaceCombo: 2, Withdraw: 2,
@@ -340,6 +344,9 @@ class ExchangeState:
             raise StateError(reason="block time went backwards", got=time_ns, last=self.time_ns)
         if len(commands) > limits.block_commands_max:
             raise StateError(reason="block too large", commands=len(commands))
+        for command in commands:  # refuse before changing anything
+            if type(command) not in _TRADING_COMMANDS and type(command) not in self._handlers:
+                raise StateError(reason="no handler for command", type=type(command).__name__)
         self.height = height
         self.time_ns = time_ns
         self._meta_dirty = True
