@@ -24,7 +24,9 @@ Commands (node ids are integers):
     propose ID DATA                   prints the index or why it was refused
     crash ID | restart ID             lose the core (unpersisted state too) / rebuild it from disk
     compact ID INDEX                  snapshot ID's state machine at INDEX and drop its log prefix
-    add-node LEADER ID | add-learner LEADER ID | promote LEADER ID | remove-node LEADER ID
+    add-node [LEADER] ID | add-learner [LEADER] ID | promote [LEADER] ID | remove-node [LEADER] ID
+                                      one membership change, proposed on LEADER (default:
+                                      the current leader); a new node starts empty
     transfer LEADER TO                leadership transfer
     read-index ID CONTEXT             a ReadIndex read; "ID read ctx=... index=..." when served
     status [ID ...] | log ID          inspect nodes
@@ -231,7 +233,12 @@ class Interpreter:
         self.emit(f"{node_id} snapshot at {index}, log {self._log_range(node_id)}")
 
     def _conf(self, args: list[str], kind: ConfChangeKind, label: str) -> None:
-        leader, node_id = int(args[0]), int(args[1])
+        if len(args) == 1:  # no leader named: ask the current one
+            leader = self.c.leader()
+            assert leader is not None, f"{label}: no leader"
+            node_id = int(args[0])
+        else:
+            leader, node_id = int(args[0]), int(args[1])
         if kind is not ConfChangeKind.REMOVE_NODE:
             self.c.start_joining(node_id)
         self._result(leader, f"{label} {node_id}", self.c.conf_change(leader, kind, node_id))
