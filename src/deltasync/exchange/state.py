@@ -570,10 +570,14 @@ class ExchangeState:
             events.append(OrderCancelled(order_id, command.account, command.instrument,
                                          command.amount, CancelReason.UNFILLED))
             return events
-        left = self._take(instrument, book, order_id, account, side, limit, amount, ctx, events)
-        if not left:
-            return events
-        if (tif is _GTC or tif is _GTT) and not book.would_cross(side, limit):
+        if book.would_cross(side, limit):
+            left = self._take(instrument, book, order_id, account, side, limit, amount, ctx, events)
+            if not left:
+                return events
+            rests = (tif is _GTC or tif is _GTT) and not book.would_cross(side, limit)
+        else:
+            left, rests = amount, tif is _GTC or tif is _GTT
+        if rests:
             order = Order(
                 order_id, command.account, instrument.instrument_id, side, limit, amount, left,
                 order_id, (1 if tif is _GTC else 2), command.expire_at_ns, command.post_only,
@@ -816,7 +820,7 @@ class ExchangeState:
         else:
             position.open_sell_quantity += order.remaining
         self._refresh(account, position, instrument)
-        if order.time_in_force == _GTT.value:
+        if order.time_in_force == 2:  # good-til-time
             heapq.heappush(self._gtt_heap, (order.expire_at_ns, order.order_id))
         self._dirty_orders[order.order_id] = None
         self._dirty_books[iid] = None
