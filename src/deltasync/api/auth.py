@@ -30,6 +30,7 @@ from typing import Any
 
 from deltasync.api import errors
 from deltasync.api.errors import ApiError
+from deltasync.api.params import ascii_int
 from deltasync.core import limits
 
 SCOPE = "connection trade:read_write account:read_write"
@@ -172,8 +173,8 @@ class Authenticator:
     def _client_signature(self, params: dict[str, Any]) -> Principal:
         key = self._key(params.get("client_id"))
         timestamp = params.get("timestamp")
-        if type(timestamp) is str and timestamp.isdigit():
-            timestamp = int(timestamp)
+        if type(timestamp) is str:
+            timestamp = ascii_int(timestamp)
         if type(timestamp) is not int:
             raise errors.invalid_param("timestamp", "must be an integer (ms)")
         nonce = params.get("nonce", "")
@@ -294,14 +295,15 @@ class Authenticator:
             if sep:
                 fields[name.strip()] = value.strip()
         missing = [name for name in ("id", "ts", "sig", "nonce") if name not in fields]
-        if missing or not fields["ts"].isdigit():
+        timestamp_ms = ascii_int(fields.get("ts", ""))
+        if missing or timestamp_ms is None:
             raise ApiError(
                 errors.INVALID_CREDENTIALS,
                 {"reason": "Authorization needs id, ts (ms), sig and nonce", "missing": missing},
             )
         key = self._key(fields["id"])
         self.verify_signature(
-            key, int(fields["ts"]), fields["nonce"], request_data(http_method, uri, body),
+            key, timestamp_ms, fields["nonce"], request_data(http_method, uri, body),
             fields["sig"],
         )
         return Principal(key.client_id, key.account_id)

@@ -13,6 +13,7 @@ from math import gcd
 
 from deltasync.api import errors
 from deltasync.api.errors import ApiError
+from deltasync.api.params import ascii_int
 from deltasync.api.venue import ComboLeg
 from deltasync.core import limits
 from deltasync.core.errors import ParseError
@@ -75,9 +76,10 @@ def parse_combo(name: str) -> tuple[ComboLeg, ...]:
         if len(fields) != 4 or len(fields[3]) < 2 or fields[3][0] not in "BS":
             raise bad
         expiry, strike, kind, side_ratio = fields
-        if not side_ratio[1:].isdigit():
+        magnitude = ascii_int(side_ratio[1:]) if side_ratio[1:2] != "-" else None
+        if magnitude is None:
             raise bad
-        ratio = int(side_ratio[1:]) * (1 if side_ratio[0] == "B" else -1)
+        ratio = magnitude * (1 if side_ratio[0] == "B" else -1)
         if ratio == 0:
             raise bad
         legs.append(ComboLeg(f"{parts[0]}-{expiry}-{strike}-{kind}", ratio))

@@ -234,7 +234,7 @@ class LocalVenue:
 
     async def _enqueue(self, account_id: int, api_command: v.VenueCommand | None,
                        command: xc.Command, request_id: str | None) -> v.CommandResult:
-        if self._task is None:
+        if self._task is None or self._task.done():
             raise ApiError(errors.TEMPORARILY_UNAVAILABLE, {"reason": "venue not running"})
         key = (account_id, request_id) if request_id else None
         if key is not None:

@@ -19,7 +19,7 @@ from deltasync.api.auth import Authenticator, KeyStore, Principal
 from deltasync.api.combos import is_combo_name, make_combo, parse_combo
 from deltasync.api.errors import ApiError, rejection_error
 from deltasync.api.jsonio import money
-from deltasync.api.params import Params
+from deltasync.api.params import Params, ascii_int
 from deltasync.api.subscriptions import Hub, Session
 from deltasync.api.venue import (
     CancelAll,
@@ -38,6 +38,7 @@ from deltasync.api.venue import (
     VenueCommand,
 )
 from deltasync.core import limits
+from deltasync.core.fixed import INT64_MAX
 
 API_VERSION = f"2.1.1-deltasync-{__version__}"
 BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000)
@@ -356,8 +357,8 @@ async def _deposit(m: Methods, call: Call) -> Any:
 
 def _order_id(call: Call) -> int:
     value = call.params.raw.get("order_id")
-    if type(value) is str and value.isdigit() and len(value) <= 20:
-        value = int(value)
+    if type(value) is str:
+        value = ascii_int(value)
     if type(value) is not int or value < 0:
         raise ApiError(errors.INVALID_PARAMS, {"param": "order_id", "reason": "unknown order id"})
     return value
@@ -423,7 +424,7 @@ async def _place(m: Methods, call: Call, direction: Direction) -> Any:
                 tif = TimeInForce.IMMEDIATE_OR_CANCEL
         if post_only and tif in (TimeInForce.IMMEDIATE_OR_CANCEL, TimeInForce.FILL_OR_KILL):
             raise errors.invalid_param("post_only", "post_only orders rest on the book")
-        valid_until = p.optional_integer("valid_until")
+        valid_until = p.optional_integer("valid_until", low=1, high=INT64_MAX // 1_000_000)
         command = PlaceOrder(
             instrument_name=name, direction=direction, amount_raw=amount_raw,
             order_type=order_type, price_raw=price_raw, time_in_force=tif,

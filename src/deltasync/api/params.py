@@ -9,6 +9,7 @@ refused, never rounded.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, TypeVar
@@ -17,6 +18,15 @@ from deltasync.api.errors import invalid_param
 from deltasync.core.fixed import INT64_MAX
 
 E = TypeVar("E", bound=Enum)
+
+_ASCII_INT = re.compile(r"-?[0-9]{1,19}")
+
+
+def ascii_int(text: str) -> int | None:
+    """An integer spelled in ASCII digits (at most 19), else None. ``str.isdigit``
+    would accept "²" and unbounded lengths, which ``int()`` then refuses."""
+    text = text.strip()
+    return int(text) if _ASCII_INT.fullmatch(text) else None
 
 _MISSING = object()
 
@@ -69,8 +79,9 @@ class Params:
         value = self._get(name, required)
         if value is _MISSING:
             return default
-        if type(value) is str and value.strip().lstrip("-").isdigit():
-            value = int(value.strip())
+        if type(value) is str:
+            parsed = ascii_int(value)
+            value = value if parsed is None else parsed
         if type(value) is not int:
             raise invalid_param(name, "must be an integer")
         if not low <= value <= high:
