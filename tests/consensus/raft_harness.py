@@ -222,6 +222,9 @@ class Cluster:
         # read context -> highest index committed anywhere when the read started: a
         # linearizable read must observe at least that much.
         self.read_floors: dict[bytes, int] = {}
+        # Nodes to crash in the middle of their next Ready: after its early messages
+        # left, before anything was persisted.
+        self.crash_during_persist: set[int] = set()
 
     # --- membership of the simulation ----------------------------------------
 
@@ -292,6 +295,11 @@ class Cluster:
                 continue
             while raft.has_ready():
                 ready = raft.ready()
+                self.network.extend(ready.early_messages)
+                if node_id in self.crash_during_persist:
+                    self.crash_during_persist.discard(node_id)
+                    self.crash(node_id)
+                    break
                 node.handle_ready(ready)
                 self.network.extend(ready.messages)
                 node.apply_ready(ready)
@@ -313,7 +321,8 @@ class Cluster:
                         )
                     self.print(f"{node_id} read ctx={read.context.decode()} index={read.index}")
                 raft.advance(ready)
-            self._note_commit(node_id)
+            if node.raft is not None:
+                self._note_commit(node_id)
         self._note_roles()
 
     def tick(self, node_id: int, count: int = 1) -> None:

@@ -11,6 +11,7 @@ Commands (node ids are integers):
 
     add-nodes N [pre-vote=false] [check-quorum=false] [election=T] [heartbeat=T]
                 [chunk=BYTES] [inflight=N] [entries-per-append=N] [seed=N]
+                [send-before-persist=true]
     campaign ID                       start an election on ID now
     tick ID [N] | tick-all [N]        advance logical clocks (then run Ready loops)
     run N [quiet]                     N times: tick every node, then stabilize
@@ -23,6 +24,8 @@ Commands (node ids are integers):
     partition 1 2 / 3                 only nodes in one group talk; heal ends it
     propose ID DATA                   prints the index or why it was refused
     crash ID | restart ID             lose the core (unpersisted state too) / rebuild it from disk
+    crash-in-next-ready ID            crash ID during its next Ready: after its early
+                                      messages left, before it persisted anything
     compact ID INDEX                  snapshot ID's state machine at INDEX and drop its log prefix
     add-node [LEADER] ID | add-learner [LEADER] ID | promote [LEADER] ID | remove-node [LEADER] ID
                                       one membership change, proposed on LEADER (default:
@@ -96,6 +99,7 @@ _CONFIG_KEYS = {
     "chunk": ("snapshot_chunk_bytes", int),
     "inflight": ("inflight_appends_max", int),
     "entries-per-append": ("entries_per_append_max", int),
+    "send-before-persist": ("send_before_persist", lambda v: v == "true"),
 }
 
 
@@ -221,6 +225,9 @@ class Interpreter:
 
     def cmd_crash(self, args: list[str], flags: dict[str, str]) -> None:
         self.c.crash(int(args[0]))
+
+    def cmd_crash_in_next_ready(self, args: list[str], flags: dict[str, str]) -> None:
+        self.c.crash_during_persist.add(int(args[0]))
 
     def cmd_restart(self, args: list[str], flags: dict[str, str]) -> None:
         node_id = int(args[0])

@@ -376,3 +376,27 @@ def test_snapshot_answers_claim_only_the_committed_prefix() -> None:
     cluster.process([2])
     (again,) = cluster.network
     assert isinstance(again, AppendResponse) and again.index == follower.log.committed
+
+
+def test_send_before_persist_splits_only_leader_traffic() -> None:
+    node = RaftNode(
+        RaftConfig(node_id=1, peers=(1, 2, 3), send_before_persist=True), None, random.Random(0)
+    )
+    node.advance(node.ready())
+    node.campaign()
+    ready = node.ready()
+    assert ready.early_messages == ()
+    assert all(isinstance(m, VoteRequest) for m in ready.messages), "votes wait for the disk"
+    node.advance(ready)
+    from deltasync.consensus import VoteResponse
+
+    node.step(VoteResponse(2, 1, 2, reject=False, pre_vote=True))
+    node.step(VoteResponse(2, 1, 2, reject=False))
+    assert node.role is Role.LEADER
+    ready = node.ready()
+    assert ready.entries and all(isinstance(m, AppendEntries) for m in ready.early_messages)
+    assert not any(isinstance(m, AppendEntries) for m in ready.messages)
+    # The leader's own no-op is not counted before it is persisted.
+    assert node.progress[1].match < node.log.last_index()
+    node.advance(ready)
+    assert node.progress[1].match == node.log.last_index()

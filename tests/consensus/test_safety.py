@@ -29,6 +29,7 @@ def chaos(seed: int, steps: int, node_count: int) -> Cluster:
         entries_per_append_max=rng.choice([1, 2, 4]),
         pre_vote=rng.random() < 0.7,
         check_quorum=rng.random() < 0.7,
+        send_before_persist=rng.random() < 0.5,
     )
     cluster.add_nodes(node_count)
     cluster.process()
@@ -67,7 +68,12 @@ def chaos(seed: int, steps: int, node_count: int) -> Cluster:
         elif roll < 0.78 and len(alive) > 1:
             leader = cluster.leader()
             victim = leader if leader is not None and rng.random() < 0.5 else rng.choice(alive)
-            cluster.crash(victim)
+            if rng.random() < 0.5:
+                cluster.crash(victim)
+            else:  # mid-Ready: its early messages are out, nothing of it is on disk
+                cluster.crash_during_persist.add(victim)
+                cluster.process([victim])
+                cluster.crash_during_persist.discard(victim)
         elif roll < 0.83:
             down = [n for n in sorted(cluster.nodes) if not cluster.nodes[n].alive]
             if down:

@@ -45,6 +45,9 @@ class Ready:
        before going on: a vote or an acknowledgement must never outlive a crash
        that lost what it promised.
     2. Only then send ``messages`` (in any order; any may be lost).
+       ``early_messages`` (empty unless ``RaftConfig.send_before_persist``) may be
+       sent at any time, before or while persisting: they are a leader's appends,
+       heartbeats and snapshot chunks.
     3. Restore the state machine from ``snapshot`` (if any), then apply
        ``committed_entries`` in order. Apply nothing else: CONF_CHANGE and NOOP
        entries are for the core (membership is already in effect) and may be
@@ -61,6 +64,7 @@ class Ready:
     committed_entries: tuple[Entry, ...]
     read_states: tuple[ReadState, ...]
     must_sync: bool
+    early_messages: tuple[Message, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
