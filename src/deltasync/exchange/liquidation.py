@@ -16,7 +16,8 @@ One step per account per block:
 
 1. every open order of the account is cancelled (``CancelReason.RISK``);
 2. every position is reduced by ``ceil(contracts x liquidation_step_ppm / 1e6)``
-   contracts (all of it when the rest would fall below the minimum amount),
+   contracts (all of it when the rest would fall below the minimum amount, or
+   when the account's equity is not positive: then there is nothing to save),
    in instrument id order, first by an immediate-or-cancel reduce-only order
    into the book limited to ``mark x (1 +- liquidation_band_ppm)`` (rounded to
    the tick, inward); the account pays the usual taker fee plus a liquidation
@@ -179,10 +180,11 @@ class LiquidationEngine:
         account = state.accounts[account_id]
         for order_id in sorted(account.orders):
             events.append(state.cancel_order(order_id, CancelReason.RISK))
+        bankrupt = record[1] <= 0  # nothing left to protect: close everything now
         for iid in sorted(account.positions):
             position = account.positions[iid]
             if position.size:
-                events += self._reduce(state, account_id, state.instruments[iid], ctx)
+                events += self._reduce(state, account_id, state.instruments[iid], bankrupt, ctx)
         margin.recompute_accounts(state, [account_id])
         if account.cash < 0 and not any(p.size for p in account.positions.values()):
             events += self._bankrupt(state, account_id)
@@ -190,7 +192,8 @@ class LiquidationEngine:
         return events
 
     def _reduce(
-        self, state: ExchangeState, account_id: int, instrument: Instrument, ctx: Context
+        self, state: ExchangeState, account_id: int, instrument: Instrument, whole: bool,
+        ctx: Context,
     ) -> list[Any]:
         account = state.accounts[account_id]
         position = account.positions[instrument.instrument_id]
@@ -198,7 +201,7 @@ class LiquidationEngine:
         contracts = abs(position.size) // cs
         step = -(-contracts * self.config.liquidation_step_ppm // PPM)
         min_contracts = instrument.min_amount_raw // cs
-        if contracts - step < min_contracts:
+        if whole or contracts - step < min_contracts:
             step = contracts
         buying = position.size < 0
         risk = self.margin.instrument_risk(instrument)
