@@ -168,8 +168,8 @@ class ReadModel:
             order = self.orders.get(result.order_id)
         if result.combo is not None:
             order = result.combo
-        if isinstance(api_command, v.PlaceComboOrder) and order is not None:
-            order = replace(order, combo_name=api_command.combo_name)
+        if isinstance(command, xc.PlaceCombo) and order is not None:
+            order = replace(order, combo_name=_combo_name(command))
         return v.CommandResult(height=block.height, rejection=result.rejection, order=order,
                                trades=tuple(result.trades), cancelled=tuple(result.cancelled))
 
@@ -413,3 +413,15 @@ def _per_unit(amount_raw: int, quantity_raw: int) -> int:
         return 0
     return amount_raw // quantity_raw
 
+
+def _combo_name(command: xc.PlaceCombo) -> str | None:
+    """The API's self-describing name of a combo command's legs (any node derives it)."""
+    from deltasync.api.combos import make_combo
+    from deltasync.api.errors import ApiError
+
+    legs = [v.ComboLeg(leg.instrument, leg.ratio if leg.side is xc.Side.BUY else -leg.ratio)
+            for leg in command.legs]
+    try:
+        return make_combo(legs)[0]
+    except ApiError:
+        return None
