@@ -83,3 +83,44 @@ def test_extension_commands_gates_records_and_snapshots() -> None:
     restored = ExchangeState.restore(venue.state.snapshot_bytes(), extensions=[CircuitBreaker()])
     assert restored.state_root() == venue.state.state_root()
     assert restored.extensions[0].halted == {"BTC": True}  # type: ignore[attr-defined]
+
+
+class EndOfBlockQuoter:
+    """Places one order at the end of every block, the way liquidation would."""
+
+    name = "quoter"
+
+    def attach(self, state: ExchangeState) -> None:
+        pass
+
+    def on_block_start(self, state: ExchangeState, ctx: Context) -> list[Any]:
+        return []
+
+    def on_block_end(self, state: ExchangeState, ctx: Context) -> list[Any]:
+        if 10 not in state.accounts:
+            return []
+        events = state.apply(buy(10, CALL, "0.01", "100"), ctx)
+        ctx.position += 1
+        return events
+
+    def snapshot(self) -> Any:
+        return None
+
+    def restore(self, state: ExchangeState, data: Any) -> None:
+        pass
+
+
+def test_block_hooks_get_their_own_log_positions() -> None:
+    from deltasync.core.ids import log_id
+    from deltasync.exchange.events import OrderAccepted
+    from deltasync.exchange.state import END_HOOK_POSITION
+
+    venue = Venue()
+    venue.state = ExchangeState.from_genesis(venue.config, extensions=[EndOfBlockQuoter()])
+    venue.fund(10)
+    events = venue.block(buy(10, CALL, "0.01", "101"))
+    assert venue.last is not None
+    hook_ids = [e.order_id for e in kinds(list(venue.last.end_events), OrderAccepted)]
+    assert hook_ids == [log_id(venue.height, END_HOOK_POSITION)]
+    assert kinds(events[0], OrderAccepted)[0].order_id == log_id(venue.height, 0)
+    assert len(venue.state.open_orders(10)) == 3

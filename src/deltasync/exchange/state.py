@@ -131,6 +131,14 @@ FILLS_PER_COMMAND_MAX = limits.fills_per_command_max
 LEVELS_PER_COMMAND_MAX = limits.levels_walked_per_order_max
 CLOSED_ORDERS_CACHED_MAX = limits.closed_orders_cached_max
 BOOK_DEPTH_LEVELS_MAX = limits.book_depth_levels_max
+# Log positions inside a block: commands use 0..block_commands_max - 1; block hooks
+# (extensions: liquidation, settlement) get their own ranges so that ids they derive
+# with log_id never collide with a command's. A hook that creates several orders
+# advances ``ctx.position`` by one per order.
+LOG_POSITIONS_MAX = 1 << 20  # log_id's position field
+START_HOOK_POSITION = limits.block_commands_max
+END_HOOK_POSITION = START_HOOK_POSITION + (LOG_POSITIONS_MAX - START_HOOK_POSITION) // 2
+assert limits.block_commands_max < START_HOOK_POSITION + 1 < END_HOOK_POSITION < LOG_POSITIONS_MAX
 
 _SIDES = (None, Side.BUY, Side.SELL)
 _BUY = Side.BUY
@@ -201,6 +209,14 @@ class Extension(Protocol):
     ``attach`` registers command handlers (``register_command``) and order
     gates; replicated records go through ``set_record`` so they reach the
     state root; ``snapshot``/``restore`` carry the extension's state.
+
+    Hooks run with their own log positions (``ctx.position`` starts at
+    ``START_HOOK_POSITION`` / ``END_HOOK_POSITION``): a hook that places
+    orders through ``state.apply(PlaceOrder(...), ctx)`` advances
+    ``ctx.position`` after each one so ids stay unique. Money moves between
+    accounts with ``transfer``; position changes are followed by
+    ``touch_position``; ``changed_accounts()`` names the accounts a block
+    touched (call it in ``on_block_end``).
     """
 
     name: str
@@ -359,10 +375,11 @@ class ExchangeState:
         self.height = height
         self.time_ns = time_ns
         self._meta_dirty = True
-        ctx = Context(height, time_ns)
+        ctx = Context(height, time_ns, START_HOOK_POSITION)
         start_events = self._expire(ctx)
         for extension in self.extensions:
             start_events += extension.on_block_start(self, ctx)
+        assert ctx.position < END_HOOK_POSITION, "block-start hooks used too many log positions"
         order = sequence_indexes(commands, self.priority_of)
         per_command: list[tuple[Any, ...]] = [()] * len(commands)
         apply = self.apply
@@ -370,9 +387,10 @@ class ExchangeState:
             ctx.position = position
             per_command[index] = tuple(apply(commands[index], ctx))
         end_events: list[Any] = []
-        ctx.position = len(commands)
+        ctx.position = END_HOOK_POSITION
         for extension in self.extensions:
             end_events += extension.on_block_end(self, ctx)
+        assert ctx.position < LOG_POSITIONS_MAX, "block-end hooks used too many log positions"
         root = self.commit()
         return BlockResult(
             height=height,
