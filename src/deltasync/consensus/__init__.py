@@ -7,6 +7,7 @@ Messages travel with ``RAFT_MESSAGES.encode``/``decode``. See docs/raft.md.
 """
 
 from deltasync.consensus.confchange import apply_change, check_change
+from deltasync.consensus.config import RaftConfig, RandomSource
 from deltasync.consensus.log_storage import MemoryStorage
 from deltasync.consensus.messages import (
     MESSAGE_TYPES,
@@ -35,7 +36,7 @@ from deltasync.consensus.messages import (
     decode_conf_change,
     encode_conf_change,
 )
-from deltasync.consensus.raft import RaftConfig, RaftNode, RandomSource
+from deltasync.consensus.raft import RaftNode
 from deltasync.consensus.readonly import ReadState
 from deltasync.consensus.state import (
     ProgressStatus,
