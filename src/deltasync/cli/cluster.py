@@ -105,7 +105,9 @@ def write_configs(
     return cluster
 
 
-def start_node(data_dir: Path, node_id: int) -> int:
+def start_node(data_dir: Path, node_id: int, file_bytes_max: int | None = None) -> int:
+    """Start one node process; ``file_bytes_max`` caps the size of any file it writes
+    (RLIMIT_FSIZE), which fault tests use to make its disk "fill up"."""
     directory = node_dir(data_dir, node_id)
     config = directory / "config.json"
     if not config.exists():
@@ -123,10 +125,20 @@ def start_node(data_dir: Path, node_id: int) -> int:
         stderr=subprocess.STDOUT,
         start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=None if file_bytes_max is None else _limit_file_size(file_bytes_max),
     )
     log.close()
     (directory / "node.pid").write_text(str(process.pid))
     return process.pid
+
+
+def _limit_file_size(file_bytes_max: int) -> Any:
+    def apply() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes_max, file_bytes_max))
+
+    return apply
 
 
 def collect_status(data_dir: Path) -> list[dict[str, Any]]:

@@ -25,11 +25,13 @@ from deltasync.node.config import NodeConfig
 from deltasync.node.driver import Answer, AppliedBlock, NodeCore, NodeSettings
 from deltasync.node.status import NodeStatus, write_status
 from deltasync.storage.datadir import DataDir
+from deltasync.storage.errors import StorageError
 
 log = logging.getLogger("deltasync.node")
 
 STATUS_INTERVAL_S = 0.2
 EXIT_HALTED = 3
+EXIT_STORAGE_FAILURE = 4
 
 
 class NotLeaderError(DeltasyncError):
@@ -118,7 +120,10 @@ class NodeServer:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.transport.stop()
-        self.core.storage.close()
+        try:
+            self.core.storage.close()
+        except (OSError, StorageError) as exc:
+            log.warning("closing storage: %s", exc)
         self._write_status()
         self.layout.unlock()
 
@@ -156,7 +161,15 @@ class NodeServer:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        out = self.core.process(time.time_ns())
+        if self.exit_code:
+            return
+        try:
+            out = self.core.process(time.time_ns())
+        except (OSError, StorageError) as exc:
+            # The disk refused a write or an fsync (full, failing): nothing may be
+            # acknowledged any more. Stop here; a restart recovers from what is durable.
+            self._fatal("storage failure", exc)
+            return
         for peer, payload in out.messages:
             self.transport.send(peer, payload)
         for answer in out.answers:
@@ -177,6 +190,19 @@ class NodeServer:
                 read.set_result(None)
         if out.halted is not None:
             self._halt(out.halted)
+
+    def _fatal(self, reason: str, exc: BaseException) -> None:
+        log.error("FATAL %s: %s", reason, exc)
+        try:
+            self.layout.write_report(
+                f"fatal-{time.time_ns()}.json",
+                {"reason": reason, "error": repr(exc)[:2000], "node_id": self.config.node_id,
+                 "height": self.core.tip.height},
+            )
+        except OSError:
+            pass  # the disk that failed may not take the report either; the log has it
+        self.exit_code = EXIT_STORAGE_FAILURE
+        self._stopping.set()
 
     def _halt(self, report: dict[str, Any]) -> None:
         report = {**report, "node_id": self.config.node_id, "wall_time_ns": time.time_ns()}
