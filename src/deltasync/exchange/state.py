@@ -732,7 +732,10 @@ class ExchangeState:
         height, position = ctx.height, ctx.position
         premium_total = fees_total = volume = 0
         maker_fees_total = 0
-        last_price = premium_c = taker_fee_c = maker_fee_c = 0
+        last_price = premium_c = taker_fee_c = maker_fee_c = reserve_c = 0
+        trade_id_base = log_id(height, position)  # + sub: the command's trade ids
+        requirement_of = self.risk.position_requirement
+        trade_position = self._trade_position
         for maker, quantity in fills:
             price = maker.price
             if price != last_price:  # fills come level by level: per-contract money once per level
@@ -740,31 +743,34 @@ class ExchangeState:
                 premium_c = price * cs // NOTIONAL_DIVISOR
                 taker_fee_c = fee_per_contract(taker_rate, reference, price)
                 maker_fee_c = fee_per_contract(maker_rate, reference, price)
+                if side == SELL:
+                    reserve_c = buy_reserve_per_contract(instrument, price)
             contracts = quantity // cs
             premium = contracts * premium_c
             taker_fee = contracts * taker_fee_c
             maker_fee = contracts * maker_fee_c
-            maker_account = accounts[maker.account]
-            maker_position = maker_account.positions[iid]
             maker_id = maker.account
+            maker_account = accounts[maker_id]
+            maker_position = maker_account.positions[iid]
             if side == BUY:
                 maker_position.open_sell_quantity -= quantity
                 premium_total += premium
                 maker_account.cash += premium - maker_fee
-                self._trade_position(maker_position, maker_account, -quantity, -premium)
+                trade_position(maker_position, maker_account, -quantity, -premium)
             else:
                 maker_position.open_buy_quantity -= quantity
-                maker_position.open_buy_reserve -= contracts * buy_reserve_per_contract(
-                    instrument, price
-                )
+                maker_position.open_buy_reserve -= contracts * reserve_c
                 premium_total -= premium
                 maker_account.cash -= premium + maker_fee
-                self._trade_position(maker_position, maker_account, quantity, premium)
+                trade_position(maker_position, maker_account, quantity, premium)
             maker_account.fees_paid += maker_fee
             fees_total += taker_fee
             maker_fees_total += maker_fee
             volume += quantity
-            self._refresh(maker_account, maker_position, instrument)
+            requirement = requirement_of(instrument, maker_position)
+            if requirement != maker_position.requirement:
+                maker_account.locked += requirement - maker_position.requirement
+                maker_position.requirement = requirement
             order_id = maker.order_id
             if maker.remaining == 0:
                 del maker_account.orders[order_id]
@@ -774,7 +780,7 @@ class ExchangeState:
             dirty_accounts[maker_id] = None
             dirty_positions[(maker_id, iid)] = None
             trade = Trade(
-                log_id(height, position, sub), name, _price(price), _quantity(quantity),
+                trade_id_base + sub, name, _price(price), _quantity(quantity),
                 taker_side, taker_order_id, order_id, taker_id, maker_id,  # type: ignore[arg-type]
                 _amount(taker_fee), _amount(maker_fee),
             )
