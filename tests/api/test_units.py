@@ -116,6 +116,16 @@ def test_keystore_round_trips_through_json() -> None:
     assert again.get(key.client_id) == key
 
 
+def test_derived_keys_are_known_to_every_store_with_the_master_secret() -> None:
+    master = b"m" * 32
+    key = KeyStore(master).create(account_id=1_000_007)
+    elsewhere = KeyStore(master).get(key.client_id)
+    assert elsewhere == key and key.account_id == 1_000_007
+    assert KeyStore(b"x" * 32).get(key.client_id) != key  # another cluster: another secret
+    assert KeyStore().get(key.client_id) is None
+    assert KeyStore(master).get("ds12kzzzz") is None
+
+
 def test_combo_names_are_canonical_and_parse_back() -> None:
     legs = [ComboLeg("BTC_USDC-25DEC26-110000-C", -2), ComboLeg("BTC_USDC-25DEC26-100000-C", 2)]
     name, ordered = make_combo(legs)

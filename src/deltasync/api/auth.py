@@ -21,6 +21,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -67,13 +68,31 @@ def hmac_header(client_id: str, secret: str, http_method: str, uri: str, body: s
     return f"deri-hmac-sha256 id={client_id},ts={timestamp_ms},sig={signature},nonce={nonce}"
 
 
-class KeyStore:
-    """client_id -> (secret, account)."""
+_DERIVED_ID = re.compile(r"ds([0-9]{1,9})k([0-9a-f]{8})")
 
-    def __init__(self) -> None:
+
+class KeyStore:
+    """client_id -> (secret, account).
+
+    Keys are stored (``add``/``create``) or, with a ``master`` secret, derived:
+    a derived client_id spells its account (``ds1000001k3fa2c9d1``) and its
+    secret is HMAC-SHA256(master, client_id). Every node of a cluster that
+    holds the cluster secret then knows every key without replicating a key
+    table, so a client can fail over to any node. (Derived keys cannot be
+    revoked one by one; rotating the master revokes them all.)
+    """
+
+    def __init__(self, master: bytes | None = None) -> None:
+        assert master is None or len(master) >= 16, "a master secret needs 16 bytes or more"
         self._keys: dict[str, ApiKey] = {}
+        self._master = master
 
     def create(self, account_id: int) -> ApiKey:
+        if self._master is not None:
+            client_id = f"ds{account_id}k{secrets.token_hex(4)}"
+            key = self.get(client_id)
+            assert key is not None
+            return key
         key = ApiKey(
             client_id=secrets.token_urlsafe(6).replace("-", "x").replace("_", "y"),
             client_secret=secrets.token_urlsafe(32),
@@ -86,7 +105,15 @@ class KeyStore:
         self._keys[key.client_id] = key
 
     def get(self, client_id: str) -> ApiKey | None:
-        return self._keys.get(client_id)
+        key = self._keys.get(client_id)
+        if key is not None or self._master is None:
+            return key
+        match = _DERIVED_ID.fullmatch(client_id)
+        if match is None:
+            return None
+        secret = hmac.new(self._master, b"deltasync-api-key\0" + client_id.encode(),
+                          hashlib.sha256).hexdigest()
+        return ApiKey(client_id, secret, int(match.group(1)))
 
     def __len__(self) -> int:
         return len(self._keys)

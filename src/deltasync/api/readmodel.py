@@ -159,8 +159,10 @@ class ReadModel:
         return results, update
 
     def _fold_command(self, block: _BlockFold, api_command: v.VenueCommand | None,
-                      command: xc.Command, events: Sequence[Any]) -> v.CommandResult:
-        block.accounts.add(command.account)
+                      command: Any, events: Sequence[Any]) -> v.CommandResult:
+        account = getattr(command, "account", None)  # extension commands may have none
+        if type(account) is int:
+            block.accounts.add(account)
         result = _CommandFold()
         self._fold_events(block, result, command, events)
         order = None
