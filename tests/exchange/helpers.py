@@ -82,5 +82,11 @@ FOK = TimeInForce.FILL_OR_KILL
 GTT = TimeInForce.GOOD_TIL_TIME
 
 
+def records(state: ExchangeState) -> list[tuple[bytes, bytes]]:
+    """Every committed record except the block header (height, time)."""
+    state.commit()
+    return [(k, v) for k, v in state.merkle.items() if not k.startswith(b"meta/")]
+
+
 def kinds(events: list[Any], cls: type) -> list[Any]:
     return [event for event in events if isinstance(event, cls)]

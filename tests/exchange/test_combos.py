@@ -8,7 +8,21 @@ from deltasync.core.fixed import Amount
 from deltasync.exchange.commands import ComboLeg, PlaceCombo, Side
 from deltasync.exchange.events import ComboFilled, ComboRejected, RejectReason, Trade
 
-from .helpers import CALL, CALL_105, CALL_110, ETH_CALL, FOK, IOC, Venue, buy, kinds, p, q, sell
+from .helpers import (
+    CALL,
+    CALL_105,
+    CALL_110,
+    ETH_CALL,
+    FOK,
+    IOC,
+    Venue,
+    buy,
+    kinds,
+    p,
+    q,
+    records,
+    sell,
+)
 
 MAKER, OTHER, TAKER = 20, 21, 22
 SPREAD = (ComboLeg(CALL, Side.BUY, 1), ComboLeg(CALL_105, Side.SELL, 1))
@@ -69,11 +83,13 @@ def test_combo_that_cannot_fill_leaves_nothing_behind(venue: Venue) -> None:
         (PlaceCombo(TAKER, SPREAD, Side.BUY, q("0.015"), p("5000"), FOK), RejectReason.INVALID_AMOUNT_STEP),
         (PlaceCombo(99, SPREAD, Side.BUY, q("0.01"), p("5000"), FOK), RejectReason.UNKNOWN_ACCOUNT),
     ]
+    committed = records(venue.state)
     for command, reason in cases:
         events = venue.one(command)
         assert [e.reason for e in kinds(events, ComboRejected)] == [reason], command
         assert kinds(events, Trade) == []
         assert books_and_accounts(venue) == before
+        assert records(venue.state) == committed
 
 
 def test_combo_refused_for_funds_changes_nothing() -> None:
