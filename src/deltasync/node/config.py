@@ -55,6 +55,9 @@ class NodeConfig:
     block_commands_max: int = 2048
     snapshot_every_blocks: int = 2000
     genesis: dict[str, Any] | None = None  # None means the default genesis
+    block_time_rate: int = 1  # >1 only in demos: block time runs this many times faster
+    block_anchor_ns: int = 0
+    wall_anchor_ns: int = 0
     seed: int = 0
 
     @staticmethod
@@ -90,10 +93,15 @@ class NodeConfig:
             block_commands_max=int(raw.get("block_commands_max", 2048)),
             snapshot_every_blocks=int(raw.get("snapshot_every_blocks", 2000)),
             genesis=raw.get("genesis"),
+            block_time_rate=int(raw.get("block_time_rate", 1)),
+            block_anchor_ns=int(raw.get("block_anchor_ns", 0)),
+            wall_anchor_ns=int(raw.get("wall_anchor_ns", 0)),
             seed=int(raw.get("seed", node_id)),
         )
         if not 1 <= config.tick_ms <= 1000:
             raise ConfigError(key="tick_ms", reason="1..1000")
+        if not 1 <= config.block_time_rate <= 10_000:
+            raise ConfigError(key="block_time_rate", reason="1..10000")
         if config.heartbeat_ticks >= config.election_ticks:
             raise ConfigError(key="heartbeat_ticks", reason="must be below election_ticks")
         return config
@@ -120,6 +128,9 @@ class NodeConfig:
             "block_commands_max": self.block_commands_max,
             "snapshot_every_blocks": self.snapshot_every_blocks,
             "seed": self.seed,
+            "block_time_rate": self.block_time_rate,
+            "block_anchor_ns": self.block_anchor_ns,
+            "wall_anchor_ns": self.wall_anchor_ns,
         }
         if self.api_address:
             out["api_address"] = f"{self.api_address[0]}:{self.api_address[1]}"

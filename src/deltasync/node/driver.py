@@ -176,6 +176,15 @@ class NodeSettings:
     idle_block_ns: int = 250_000_000  # an empty block this often keeps block time moving
     forward_retry_ns: int = 300_000_000
     request_timeout_ns: int = 10_000_000_000
+    # Block time = block_anchor_ns + (now_ns - wall_anchor_ns) * block_time_rate.
+    # Rate 1 with zero anchors is the wall clock; a demo runs block time faster so
+    # that an expiry comes within a minute (every node uses the same anchors).
+    block_time_rate: int = 1
+    block_anchor_ns: int = 0
+    wall_anchor_ns: int = 0
+
+    def block_time(self, now_ns: int) -> int:
+        return self.block_anchor_ns + (now_ns - self.wall_anchor_ns) * self.block_time_rate
 
 
 class NodeCore:
@@ -428,7 +437,7 @@ class NodeCore:
             commands.append(command)
         header = BlockHeader(
             height=self.tip.height + 1,
-            time_ns=max(now_ns, self.tip.time_ns),
+            time_ns=max(self.settings.block_time(now_ns), self.tip.time_ns),
             prev_hash=self.tip.last_hash,
             state_root=self.tip.state_root,
             proposer=self.id,

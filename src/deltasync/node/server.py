@@ -60,6 +60,9 @@ class NodeServer:
             heartbeat_ticks=config.heartbeat_ticks,
             block_commands_max=config.block_commands_max,
             snapshot_every_blocks=config.snapshot_every_blocks,
+            block_time_rate=config.block_time_rate,
+            block_anchor_ns=config.block_anchor_ns,
+            wall_anchor_ns=config.wall_anchor_ns,
         )
         self.core = NodeCore(
             config.node_id,
