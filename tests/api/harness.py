@@ -25,7 +25,9 @@ PUT = "BTC_USDC-25DEC26-90000-P"
 @asynccontextmanager
 async def running(venue_options: dict[str, Any] | None = None,
                   **server_options: Any) -> AsyncIterator[ApiServer]:
-    venue = LocalVenue(demo_mode=True, block_interval_s=0.001, **(venue_options or {}))
+    options: dict[str, Any] = {"demo_mode": True, "block_interval_s": 0.001}
+    options.update(venue_options or {})
+    venue = LocalVenue(**options)
     await venue.start()
     server = ApiServer(venue, "127.0.0.1", 0, demo_mode=True, flush_interval_s=0.02,
                        **server_options)

@@ -241,3 +241,22 @@ def test_order_book_carries_marks_ivs_and_greeks_when_a_vol_is_known() -> None:
             await maker.close()
 
     asyncio.run(main())
+
+
+def test_a_failing_handler_is_an_internal_error_not_a_dead_server() -> None:
+    async def main() -> None:
+        async with running() as server:
+            venue = server.venue
+
+            async def broken(*args: object, **kwargs: object) -> None:
+                raise RuntimeError("a bug in a read")
+
+            venue.ticker = broken  # type: ignore[method-assign]
+            status, body = await raw_get(server, f"/api/v2/public/ticker?instrument_name={CALL}")
+            assert status == 500 and body["error"]["code"] == -32603
+            assert "a bug" not in json.dumps(body, default=str)  # no internals leak
+            assert server.internal_errors == 1
+            _, body = await raw_get(server, "/api/v2/public/get_time")
+            assert "result" in body
+
+    asyncio.run(main())

@@ -199,3 +199,23 @@ def test_websocket_bad_frames_and_oversized_messages() -> None:
             assert "result" in body and server.internal_errors == 0
 
     asyncio.run(main())
+
+
+def test_a_burst_beyond_the_outbound_queue_disconnects_that_client_only() -> None:
+    async def main() -> None:
+        async with running(venue_options={"block_interval_s": 0.05}, ws_queue_max=8) as server:
+            trader = await new_client(server, ws=False)  # HTTP: the orders run concurrently
+            listener = Client(server.url, trader.client_id, trader.client_secret, timeout_s=5)
+            await listener.connect()
+            await listener.subscribe("user.orders.any.raw")
+            # Twenty orders in one block: twenty notifications pushed at once.
+            await asyncio.gather(*(trader.buy(CALL, "0.01", str(500 + i), post_only=True)
+                                   for i in range(20)))
+            await asyncio.sleep(0.2)
+            assert listener._ws is not None and listener._ws.closed
+            assert not server.sessions  # dropped; the HTTP trader is unaffected
+            assert len(await trader.get_open_orders()) == 20
+            await listener.close()
+            await trader.close()
+
+    asyncio.run(main())
