@@ -147,6 +147,25 @@ def test_reduce_only(venue: Venue) -> None:
     assert kinds(ok, OrderAccepted)
 
 
+def test_resting_reduce_only_orders_follow_the_position(venue: Venue) -> None:
+    venue.one(sell(B, CALL, "0.05", "500"))
+    venue.one(buy(A, CALL, "0.05", "500"))  # A is long 0.05
+    first = order_id(venue.one(sell(A, CALL, "0.03", "700", reduce_only=True)))
+    second = order_id(venue.one(sell(A, CALL, "0.02", "710", reduce_only=True)))
+    too_much = venue.one(sell(A, CALL, "0.01", "720", reduce_only=True))
+    assert kinds(too_much, OrderRejected)[0].reason is RejectReason.REDUCE_ONLY_WOULD_INCREASE
+    # A sells 0.03 elsewhere: the position is 0.02, so only the younger 0.02 order still fits
+    venue.one(buy(C, CALL, "0.03", "600"))
+    events = venue.one(sell(A, CALL, "0.03", "600", time_in_force=IOC))
+    cancelled = kinds(events, OrderCancelled)
+    assert [(c.order_id, c.reason) for c in cancelled] == [(first, CancelReason.REDUCE_ONLY)]
+    assert venue.state.order(second).state is OrderState.OPEN
+    # a fill of the maker side shrinks it too: C lifts 0.02 of A's order, flat, nothing left
+    trade = kinds(venue.one(buy(C, CALL, "0.02", "710")), Trade)
+    assert trade[0].maker_order_id == second and venue.size(A, CALL) == 0
+    assert venue.state.open_orders(A) == []
+
+
 def test_self_trade_prevention_cancels_the_resting_maker(venue: Venue) -> None:
     own = order_id(venue.one(sell(A, CALL, "0.02", "500")))
     other = order_id(venue.one(sell(B, CALL, "0.02", "505")))

@@ -86,7 +86,7 @@ class Position:
 class Account:
     __slots__ = (
         "account_id", "cash", "locked", "deposited", "withdrawn", "fees_paid", "realized_pnl",
-        "positions", "orders", "committed",
+        "positions", "orders", "reduce_only", "committed",
     )
 
     def __init__(self, account_id: int) -> None:
@@ -99,6 +99,7 @@ class Account:
         self.realized_pnl = 0
         self.positions: dict[int, Position] = {}
         self.orders: dict[int, None] = {}  # open order ids (insertion order is not relied on)
+        self.reduce_only: dict[int, int] = {}  # instrument id -> open reduce-only orders
         self.committed = b""  # the record's bytes as last written to the state commitment
 
     @property

@@ -76,6 +76,7 @@ class CancelReason(Enum):
     FILL_LIMIT = 5  # the taker reached fills_per_command_max
     RISK = 6  # reserved: cancelled by margin / liquidation
     SETTLEMENT = 7  # reserved: cancelled by settlement
+    REDUCE_ONLY = 8  # a resting reduce-only order no longer fits the position
 
 
 @EVENTS.register(1)

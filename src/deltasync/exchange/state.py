@@ -663,17 +663,26 @@ class ExchangeState:
             return reason
         return limit
 
-    def _reduces(self, account: Account, instrument: Instrument, side: int, amount: int) -> bool:
-        """Reduce-only: the order must shrink the position, never flip or grow it.
+    def _reduces(
+        self, account: Account, instrument: Instrument, side: int, amount: int, exclude: int = 0
+    ) -> bool:
+        """Reduce-only: the order, with the account's other open reduce-only orders on the
+        instrument, must fit in the position and close it, never flip or grow it.
 
-        Checked when the order is placed or edited. The collateral rule still
-        covers a resting reduce-only order whose position shrank meanwhile.
+        Checked when an order is placed or edited; after every fill that
+        changes the position, ``_enforce_reduce_only`` cancels resting
+        reduce-only orders that no longer fit.
         """
         position = account.positions.get(instrument.instrument_id)
         size = position.size if position is not None else 0
-        if side == BUY:
-            return size < 0 and amount <= -size
-        return size > 0 and amount <= size
+        if (side == BUY and size >= 0) or (side == SELL and size <= 0):
+            return False
+        pending = sum(
+            order.remaining
+            for order in self._reduce_only_orders(account, instrument.instrument_id)
+            if order.side == side and order.order_id != exclude
+        )
+        return amount + pending <= abs(size)
 
     def _take(
         self,
@@ -734,6 +743,7 @@ class ExchangeState:
         maker_fees_total = 0
         last_price = premium_c = taker_fee_c = maker_fee_c = reserve_c = 0
         trade_id_base = log_id(height, position)  # + sub: the command's trade ids
+        reduce_only_checks: list[Account] = []
         requirement_of = self.risk.position_requirement
         trade_position = self._trade_position
         for maker, quantity in fills:
@@ -773,9 +783,10 @@ class ExchangeState:
                 maker_position.requirement = requirement
             order_id = maker.order_id
             if maker.remaining == 0:
-                del maker_account.orders[order_id]
-                del self.orders[order_id]
+                self._forget_open(maker_account, maker)
                 self._remember_closed(maker, OrderState.FILLED)
+            if maker_account.reduce_only and iid in maker_account.reduce_only:
+                reduce_only_checks.append(maker_account)
             dirty_orders[order_id] = None
             dirty_accounts[maker_id] = None
             dirty_positions[(maker_id, iid)] = None
@@ -800,6 +811,13 @@ class ExchangeState:
         dirty_accounts[self.fee_account.account_id] = None
         dirty_positions[(taker_id, iid)] = None
         self._dirty_books[iid] = None
+        if taker.reduce_only and iid in taker.reduce_only:
+            reduce_only_checks.append(taker)
+        checked: set[int] = set()
+        for account in reduce_only_checks:  # list order: deterministic
+            if account.account_id not in checked:
+                checked.add(account.account_id)
+                events += self._enforce_reduce_only(account, instrument)
         return premium_total, fees_total
 
     def _trade_position(self, position: Position, account: Account, quantity: int, cost: int) -> None:
@@ -842,6 +860,8 @@ class ExchangeState:
         self.books[iid].rest(order)
         self.orders[order.order_id] = order
         account.orders[order.order_id] = None
+        if order.reduce_only:
+            account.reduce_only[iid] = account.reduce_only.get(iid, 0) + 1
         position = account.positions.get(iid)
         if position is None:
             position = account.positions[iid] = Position(iid)
@@ -876,14 +896,50 @@ class ExchangeState:
         instrument = self.instruments[order.instrument_id]
         position = self._unreserve(order, account, instrument, order.remaining)
         self._refresh(account, position, instrument)
-        del account.orders[order.order_id]
-        del self.orders[order.order_id]
+        self._forget_open(account, order)
         self._remember_closed(order, final)
         if position.is_empty():
             del account.positions[order.instrument_id]
         self._dirty_orders[order.order_id] = None
         self._dirty_books[order.instrument_id] = None
         self._dirty_accounts[order.account] = None
+
+    def _forget_open(self, account: Account, order: Order) -> None:
+        del account.orders[order.order_id]
+        del self.orders[order.order_id]
+        if order.reduce_only:
+            count = account.reduce_only[order.instrument_id] - 1
+            if count:
+                account.reduce_only[order.instrument_id] = count
+            else:
+                del account.reduce_only[order.instrument_id]
+
+    def _reduce_only_orders(self, account: Account, instrument_id: int) -> list[Order]:
+        """The account's open reduce-only orders on one instrument, oldest first."""
+        if instrument_id not in account.reduce_only:
+            return []
+        orders = [self.orders[order_id] for order_id in account.orders]
+        found = [o for o in orders if o.reduce_only and o.instrument_id == instrument_id]
+        return sorted(found, key=lambda o: o.priority)
+
+    def _enforce_reduce_only(self, account: Account, instrument: Instrument) -> list[Any]:
+        """After the position changed: cancel resting reduce-only orders that could grow it.
+
+        Oldest first, an order is kept while it is on the closing side and
+        still fits in what is left of the position; every other one is
+        cancelled (``CancelReason.REDUCE_ONLY``).
+        """
+        position = account.positions.get(instrument.instrument_id)
+        size = position.size if position is not None else 0
+        closing_side = SELL if size > 0 else BUY if size < 0 else 0
+        room = abs(size)
+        events: list[Any] = []
+        for order in self._reduce_only_orders(account, instrument.instrument_id):
+            if order.side == closing_side and order.remaining <= room:
+                room -= order.remaining
+            else:
+                events.append(self.cancel_order(order.order_id, CancelReason.REDUCE_ONLY))
+        return events
 
     def _remove_resting(self, order: Order, final: OrderState) -> None:
         removed = self.books[order.instrument_id].remove(order.order_id)
@@ -983,7 +1039,9 @@ class ExchangeState:
                                 command.amount, Quantity(remaining), True)]
         if (command.post_only or order.post_only) and book.would_cross(order.side, price):
             return reject(RejectReason.POST_ONLY_WOULD_CROSS, name, label)
-        if order.reduce_only and not self._reduces(account, instrument, order.side, remaining):
+        if order.reduce_only and not self._reduces(
+            account, instrument, order.side, remaining, exclude=order.order_id
+        ):
             return reject(RejectReason.REDUCE_ONLY_WOULD_INCREASE, name, label)
         # Check the replacement with the old order's exposure released; restore on refusal.
         position = self._unreserve(order, account, instrument, order.remaining)
@@ -993,8 +1051,7 @@ class ExchangeState:
             self._reserve_back(order, account, instrument, position)
             return reject(reason, name, label)
         book.remove(order.order_id)
-        del account.orders[order.order_id]
-        del self.orders[order.order_id]
+        self._forget_open(account, order)
         self._dirty_orders[order.order_id] = None
         self._dirty_books[iid] = None
         self._dirty_accounts[account.account_id] = None
@@ -1189,13 +1246,16 @@ class ExchangeState:
         self._dirty_accounts[source] = None
         self._dirty_accounts[target] = None
 
-    def touch_position(self, account_id: int, instrument_id: int) -> None:
-        """Re-run the risk engine on a position changed by an extension, and mark it dirty."""
+    def touch_position(self, account_id: int, instrument_id: int) -> list[Any]:
+        """After an extension changed a position: re-run the risk engine, mark it dirty,
+        and cancel resting reduce-only orders that no longer fit (their events)."""
         account = self.accounts[account_id]
+        instrument = self.instruments[instrument_id]
         position = self._position(account, instrument_id)
-        self._refresh(account, position, self.instruments[instrument_id])
+        self._refresh(account, position, instrument)
         self._dirty_accounts[account_id] = None
         self._dirty_positions[(account_id, instrument_id)] = None
+        return self._enforce_reduce_only(account, instrument)
 
     # --- commitment ----------------------------------------------------------------------
 
@@ -1348,6 +1408,9 @@ class ExchangeState:
             state.books[order.instrument_id].rest(order)
             state.orders[order.order_id] = order
             state.accounts[order.account].orders[order.order_id] = None
+            if order.reduce_only:
+                reduce_only = state.accounts[order.account].reduce_only
+                reduce_only[order.instrument_id] = reduce_only.get(order.instrument_id, 0) + 1
             if order.time_in_force == _GTT.value:
                 heapq.heappush(state._gtt_heap, (order.expire_at_ns, order.order_id))
             state._dirty_orders[order.order_id] = None
@@ -1439,6 +1502,25 @@ class ExchangeState:
                     )
         for key in sorted(exposure):
             problems.append(f"orders of {key} have no position record")
+        for account in self.accounts.values():
+            counts: dict[int, int] = {}
+            for order_id in account.orders:
+                order = self.orders[order_id]
+                if order.reduce_only:
+                    counts[order.instrument_id] = counts.get(order.instrument_id, 0) + 1
+            if counts != account.reduce_only:
+                problems.append(f"account {account.account_id}: reduce-only index {account.reduce_only}")
+            for iid in sorted(counts):
+                position = account.positions.get(iid)
+                size = position.size if position is not None else 0
+                orders = self._reduce_only_orders(account, iid)
+                if any((o.side == BUY) != (size < 0) for o in orders) or sum(
+                    o.remaining for o in orders
+                ) > abs(size):
+                    problems.append(
+                        f"account {account.account_id} instrument {iid}: reduce-only orders"
+                        f" could grow a position of {size}"
+                    )
         return problems
 
     # --- queries (read-only) ------------------------------------------------------------------
