@@ -1511,8 +1511,8 @@ class ExchangeState:
             if counts != account.reduce_only:
                 problems.append(f"account {account.account_id}: reduce-only index {account.reduce_only}")
             for iid in sorted(counts):
-                position = account.positions.get(iid)
-                size = position.size if position is not None else 0
+                held = account.positions.get(iid)
+                size = held.size if held is not None else 0
                 orders = self._reduce_only_orders(account, iid)
                 if any((o.side == BUY) != (size < 0) for o in orders) or sum(
                     o.remaining for o in orders
