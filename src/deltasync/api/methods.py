@@ -229,7 +229,8 @@ async def _get_book_summary_by_currency(m: Methods, call: Call) -> Any:
     for view in views:
         if not view.is_active or view.kind != kind or not _matches_currency(view, currency):
             continue
-        ticker = await m.venue.ticker(view.instrument_name, linearizable=call.linearizable)
+        # One barrier (above) covers the whole summary: the tickers read local state.
+        ticker = await m.venue.ticker(view.instrument_name, linearizable=False)
         if ticker is not None:
             out.append(shapes.book_summary(ticker, view.base_currency, view.quote_currency,
                                            view.creation_timestamp_ms))
