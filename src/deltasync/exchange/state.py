@@ -41,6 +41,22 @@ its root, so the cost grows with the keys changed. Keys::
     b"meta/exchange"                     [chain id, height, time, deposits, withdrawals, trades, ...]
     (extensions add their own prefixes through ``set_record``)
 
+Derived state is not committed and is rebuilt by ``restore``: open-order
+exposure per position, ``locked`` collateral (from the risk engine), the
+reduce-only index. Query caches are not committed either: the recent trades
+per instrument (carried in snapshots) and recently closed orders (not).
+
+Order rules in short: limit orders rest (GTC, GTT until ``expire_at_ns`` of
+block time) or not (IOC, FOK: FOK fills whole or is cancelled untouched);
+market orders are IOC/FOK bounded by a band around the best opposite price
+(``limits.market_band_ppm`` or ``market_band_ticks_min`` ticks, whichever is
+wider); post-only orders that would cross are rejected; reduce-only orders
+must fit the position together with the account's other reduce-only orders,
+and resting ones that stop fitting after a fill are cancelled; self-trade
+prevention cancels the resting maker (``book.py``); an edit that only
+lowers the amount keeps queue priority, any other edit re-queues (and may
+trade).
+
 Money: ``cash`` is exact; premiums and fees are per contract and integer, and
 every transfer is between two accounts (fees to the genesis fee account), so
 ``sum(cash) == deposits - withdrawals`` holds after every command.
