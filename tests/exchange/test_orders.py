@@ -126,6 +126,19 @@ def test_good_til_time_expires_by_block_time(venue: Venue) -> None:
     assert kinds(late, OrderRejected)[0].reason is RejectReason.INVALID_EXPIRY
 
 
+def test_cancelled_good_til_time_orders_do_not_pile_up(venue: Venue) -> None:
+    far = venue.time_ns + 10**6 * SECOND_NS
+    for _ in range(12):
+        oids = [order_id(e) for e in venue.block(
+            *(buy(A, CALL, "0.01", "100", time_in_force=GTT, expire_at_ns=far) for _ in range(150)))]
+        venue.block(*(CancelOrder(A, oid) for oid in oids))
+    assert len(venue.state._gtt_heap) <= 2 * len(venue.state.orders) + 1024 + 1
+    keep = order_id(venue.one(buy(A, CALL, "0.01", "100", time_in_force=GTT,
+                                  expire_at_ns=venue.time_ns + 2 * SECOND_NS)))
+    venue.block(seconds=2)
+    assert venue.state.order(keep).state is OrderState.EXPIRED
+
+
 def test_post_only_rejected_when_it_would_cross(venue: Venue) -> None:
     venue.one(sell(A, CALL, "0.01", "500"))
     crossing = venue.one(buy(B, CALL, "0.01", "500", post_only=True))

@@ -890,7 +890,14 @@ class ExchangeState:
             position.open_sell_quantity += order.remaining
         self._refresh(account, position, instrument)
         if order.time_in_force == 2:  # good-til-time
-            heapq.heappush(self._gtt_heap, (order.expire_at_ns, order.order_id))
+            heap = self._gtt_heap
+            if len(heap) > 2 * len(self.orders) + 1024:
+                # Entries of cancelled orders wait for their time; drop them all at once so
+                # place-and-cancel far in the future cannot grow the heap without bound.
+                heap[:] = [(o.expire_at_ns, o.order_id) for o in self.orders.values()
+                           if o.time_in_force == 2]
+                heapq.heapify(heap)
+            heapq.heappush(heap, (order.expire_at_ns, order.order_id))
         self._dirty_orders[order.order_id] = None
         self._dirty_books[iid] = None
         self._dirty_accounts[account.account_id] = None  # open orders changed (see commit)
