@@ -98,6 +98,9 @@ async def _scenario(cluster: LocalCluster) -> None:
     trade_note = await trades_sub.next()
     assert trade_note.data[0]["amount"] == Decimal("0.04")
 
+    # Auth and bad input against a follower: replayed nonces, wrong secrets, garbage.
+    await _auth_and_bad_input(urls[follower], maker)
+
     status = await watcher.call("public/deltasync_cluster_status")
     assert {node["id"] for node in status["nodes"]} == set(urls)
     assert status["leader"] == leader
@@ -142,3 +145,27 @@ async def _scenario(cluster: LocalCluster) -> None:
 async def _leader_known(client: Client) -> bool:
     status = await client.call("public/deltasync_node_status")
     return bool(status.get("leader"))
+
+
+async def _auth_and_bad_input(url: str, owner: Client) -> None:
+    import aiohttp
+
+    from deltasync.api.auth import hmac_header
+
+    assert owner.client_id and owner.client_secret
+    path = "/api/v2/private/get_account_summary?currency=USDC"
+    now_ms = time.time_ns() // 1_000_000
+    good = hmac_header(owner.client_id, owner.client_secret, "GET", path, "", now_ms, "c-1")
+    wrong = hmac_header(owner.client_id, "wrong-secret", "GET", path, "", now_ms, "c-2")
+    async with aiohttp.ClientSession() as http:
+        async def get(headers: dict[str, str]) -> dict[str, Any]:
+            async with http.get(url + path, headers=headers) as response:
+                body: dict[str, Any] = await response.json(content_type=None)
+                return body
+
+        assert (await get({"Authorization": good}))["result"]["currency"] == "USDC"
+        assert (await get({"Authorization": good}))["error"]["code"] == 13004  # replayed
+        assert (await get({"Authorization": wrong}))["error"]["code"] == 13004
+        assert (await get({}))["error"]["code"] == 13009
+        async with http.post(url + "/api/v2", data="{nope") as response:
+            assert (await response.json(content_type=None))["error"]["code"] == -32700
