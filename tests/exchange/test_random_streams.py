@@ -40,8 +40,12 @@ amounts = st.integers(1, 6).map(lambda n: Quantity(n * 10_000))
 labels = st.sampled_from(("", "a", "b"))
 order_refs = st.integers(0, 50)  # index into the orders accepted so far
 
+time_in_force = st.sampled_from(
+    [TimeInForce.GOOD_TIL_CANCELLED] * 5 + [TimeInForce.GOOD_TIL_TIME] * 2
+    + [TimeInForce.IMMEDIATE_OR_CANCEL] * 2 + [TimeInForce.FILL_OR_KILL]
+)
 limit_orders = st.tuples(
-    st.just("limit"), accounts, names, sides, amounts, prices, st.sampled_from(list(TimeInForce)),
+    st.just("limit"), accounts, names, sides, amounts, prices, time_in_force,
     st.booleans(), st.integers(0, 5).map(lambda n: n == 0), labels, st.integers(0, 3),
 )
 market_orders = st.builds(
@@ -65,8 +69,8 @@ others = st.one_of(
     st.builds(Withdraw, accounts, st.integers(1, 30_000).map(Amount.whole)),
     st.builds(Deposit, accounts, st.integers(1, 50_000).map(Amount.whole)),
 )
-# about two thirds of the actions are limit orders, so books fill up and cross
-actions = st.integers(0, 2).flatmap(lambda n: others if n == 0 else limit_orders)
+# three quarters of the actions are limit orders, mostly resting, so books fill up and cross
+actions = st.integers(0, 3).flatmap(lambda n: others if n == 0 else limit_orders)
 
 
 def resolve(action: Any, known: list[tuple[int, int]], time_ns: int) -> Any:
