@@ -58,7 +58,7 @@ def chaos(seed: int, steps: int, node_count: int) -> Cluster:
             proposals += 1
             cluster.raft(node).propose(f"p{proposals}".encode())
             cluster.process()
-        elif roll < 0.71:
+        elif roll < 0.71 and len(cluster.nodes) > 1:
             members = sorted(cluster.nodes)
             rng.shuffle(members)
             cut = rng.randint(1, len(members) - 1)
