@@ -400,3 +400,16 @@ def test_send_before_persist_splits_only_leader_traffic() -> None:
     assert node.progress[1].match < node.log.last_index()
     node.advance(ready)
     assert node.progress[1].match == node.log.last_index()
+
+
+def test_a_core_that_failed_an_internal_check_refuses_further_input() -> None:
+    from deltasync.consensus import Heartbeat
+
+    node = RaftNode(RaftConfig(node_id=2, peers=(1, 2, 3)), None, random.Random(0))
+    node.advance(node.ready())
+    with pytest.raises(AssertionError):
+        node.step(Heartbeat(1, 2, 2, commit=100))  # a commit index beyond our log: corrupt peer
+    with pytest.raises(RaftUsageError):
+        node.tick()
+    with pytest.raises(RaftUsageError):
+        node.ready()

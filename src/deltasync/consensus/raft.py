@@ -18,7 +18,10 @@ and ReadIndex reads.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from enum import Enum
+from typing import Any, TypeVar, cast
 
 from deltasync.consensus.confchange import ConfHistory, check_change
 from deltasync.consensus.config import RaftConfig, RandomSource
@@ -70,6 +73,28 @@ from deltasync.consensus.state import (
 _LEADER_MESSAGES = (AppendEntries, Heartbeat, InstallSnapshot, TimeoutNow)
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _fail_stop(method: _Method) -> _Method:
+    """A core that failed an internal check refuses all later input (h11's rule): its
+    state may be half updated, so the caller must rebuild it from durable storage."""
+
+    @functools.wraps(method)
+    def guarded(self: RaftNode, *args: Any, **kwargs: Any) -> Any:
+        if self._failure is not None:
+            raise RaftUsageError(reason="the core failed earlier; restart it", failure=self._failure)
+        try:
+            return method(self, *args, **kwargs)
+        except RaftUsageError:
+            raise  # refused before any change
+        except Exception as exc:
+            self._failure = repr(exc)
+            raise
+
+    return cast(_Method, guarded)
+
+
 class _Campaign(Enum):
     PRE_ELECTION = "pre-election"
     ELECTION = "election"
@@ -115,6 +140,7 @@ class RaftNode:
         self._broadcast_pending = False
         self._incoming_snapshot: _IncomingSnapshot | None = None
         self._outstanding: Ready | None = None
+        self._failure: str | None = None  # set once an internal check failed
 
         if storage_view is None:
             self.log = RaftLog(MemoryStorage(), 0, 0)
@@ -168,6 +194,7 @@ class RaftNode:
 
     # --- public inputs ------------------------------------------------------
 
+    @_fail_stop
     def tick(self) -> None:
         """Advance the logical clock by one tick."""
         if self.role is Role.LEADER:
@@ -175,6 +202,7 @@ class RaftNode:
         else:
             self._tick_election()
 
+    @_fail_stop
     def step(self, message: Message) -> None:
         """Feed one message received from a peer."""
         if message.recipient != self.id:
@@ -196,15 +224,18 @@ class RaftNode:
                 else:
                     self._step_candidate(message)
 
+    @_fail_stop
     def campaign(self) -> None:
         """Start an election now instead of waiting for the timeout (pre-vote first if enabled)."""
         if self.role is not Role.LEADER:
             self._campaign(_Campaign.PRE_ELECTION if self.config.pre_vote else _Campaign.ELECTION)
 
+    @_fail_stop
     def propose(self, data: bytes) -> int | Rejected:
         """Append an application entry; its log index, or why it was refused."""
         return self._propose(EntryType.NORMAL, data)
 
+    @_fail_stop
     def propose_conf_change(self, kind: ConfChangeKind, node_id: int) -> int | Rejected:
         """Propose one single-server membership change (see ``confchange``)."""
         if self.role is not Role.LEADER:
@@ -225,6 +256,7 @@ class RaftNode:
             return Rejected(RejectReason.INVALID_CONF_CHANGE, self.id, reason)
         return self._propose(EntryType.CONF_CHANGE, encode_conf_change(change))
 
+    @_fail_stop
     def read_index(self, context: bytes) -> Rejected | None:
         """Start a linearizable read; its ``ReadState`` comes out in a later ``Ready``.
 
@@ -242,6 +274,7 @@ class RaftNode:
         self._send(ReadIndexRequest(self.id, self.leader_id, self.term, context))
         return None
 
+    @_fail_stop
     def transfer_leadership(self, to: int) -> Rejected | None:
         """Hand leadership to voter ``to`` once its log is caught up."""
         if self.role is not Role.LEADER:
@@ -258,6 +291,7 @@ class RaftNode:
             self._maybe_send_append(to, send_if_empty=True)
         return None
 
+    @_fail_stop
     def compact(self, index: int, data: bytes) -> SnapshotMeta:
         """Replace the log up to ``index`` by the application's snapshot ``data``.
 
@@ -298,6 +332,7 @@ class RaftNode:
             or self._releasable_reads(max(self.log.applied, self.log.committed))
         )
 
+    @_fail_stop
     def ready(self) -> Ready:
         """Collect what the caller must persist, send and apply (see ``Ready``)."""
         if self._outstanding is not None:
@@ -335,6 +370,7 @@ class RaftNode:
         self._outstanding = ready
         return ready
 
+    @_fail_stop
     def advance(self, ready: Ready) -> None:
         """The caller finished acting on ``ready``."""
         if ready is not self._outstanding:
