@@ -10,7 +10,7 @@ from deltasync.core.errors import ConfigError
 from deltasync.core.fixed import Amount
 from deltasync.core.ids import OptionKind
 from deltasync.exchange import pricing
-from deltasync.exchange.commands import Withdraw
+from deltasync.exchange.commands import CancelAll, Withdraw
 from deltasync.exchange.events import (
     OrderAccepted,
     OrderRejected,
@@ -272,3 +272,59 @@ def test_margin_config_is_validated() -> None:
     assert config.default_mode is MarginMode.PORTFOLIO
     assert config.fallback_vol_ppm("BTC") == 500_000 and config.fallback_vol_ppm("ETH") == 800_000
     assert OptionKind.CALL  # imported for the reference model's kinds
+
+
+def test_cached_pre_trade_figures_equal_a_full_evaluation() -> None:
+    """The fast check (cached terms, one position swapped) agrees exactly with a full pass."""
+    import random
+
+    from deltasync.exchange.book import BUY
+
+    rng = random.Random(7)
+    venue = RiskVenue()
+    accounts = list(range(400, 412))
+    venue.fund(*accounts)
+    venue.block(*(SetMarginMode(a, MarginMode.PORTFOLIO) for a in accounts[::2]))
+    names = [CALL, CALL_110, PUT_90, ETH_CALL, "BTC_USDC-25DEC26-90000-C"]
+    for _ in range(6):
+        orders = []
+        for account in accounts:
+            name = rng.choice(names)
+            amount = "0.1" if name != ETH_CALL else "1"
+            price = "300" if name == ETH_CALL else "2000"
+            side = sell if rng.random() < 0.5 else buy
+            orders.append(side(account, name, amount, price))
+            orders.append((buy if side is sell else sell)(rng.choice(accounts), name, amount, price))
+        if rng.random() < 0.5:  # a cancel of everything resting: rows leave the terms
+            orders.append(CancelAll(rng.choice(accounts)))
+        venue.block(*orders)
+    venue.block(*(sell(a, rng.choice(names[:3]), "0.2", "9000") for a in accounts))  # resting
+    venue.block()
+    state, margin = venue.state, venue.margin
+    # the parts kept up to date row by row equal a fresh full evaluation
+    for account_id in accounts:
+        fresh = margin.evaluate(state, state.accounts[account_id], margin.mode_of(account_id))
+        assert margin.accounts[account_id].parts == fresh, account_id
+    for account_id in accounts:
+        account = state.accounts[account_id]
+        for name in names:
+            instrument = state.instrument(name)
+            assert instrument is not None
+            cs = instrument.contract_size_raw
+            for side, contracts in ((BUY, 3), (2, 5), (2, 40)):
+                if side == BUY:
+                    reserve = contracts * instrument.premium_per_contract(1_000 * M)
+                    change = (0, contracts, 0, reserve)
+                else:
+                    change = (0, 0, contracts, 0)
+                for combo in (False, True):
+                    changes = {instrument.instrument_id: (contracts, 0, 0, 0) if combo else change}
+                    cached = margin.cached_totals(
+                        state, account, margin.accounts.get(account_id), changes, -123
+                    )
+                    mode = margin.mode_of(account_id)
+                    full_after = margin._totals(state, account, mode, changes, -123)
+                    full_before = margin._totals(state, account, mode)
+                    assert cached == (full_after[0], full_after[1], full_before[1]), (
+                        account_id, name, side, combo, cs,
+                    )

@@ -36,6 +36,23 @@ def money_problems(state: ExchangeState) -> list[str]:
     return problems
 
 
+def margin_problems(state: ExchangeState) -> list[str]:
+    """The margin engine's incrementally kept parts equal a fresh evaluation of every account."""
+    margin = state.risk
+    assert isinstance(margin, MarginEngine)
+    problems = []
+    for account_id in sorted(state.accounts):
+        account = state.accounts[account_id]
+        fresh = margin.evaluate(state, account, margin.mode_of(account_id))
+        kept = margin.accounts[account_id].parts if account_id in margin.accounts else {}
+        if kept != fresh:
+            problems.append(f"account {account_id}: parts {kept} != fresh {fresh}")
+        for underlying in fresh:
+            if account_id not in margin.exposed.get(underlying, {}):
+                problems.append(f"account {account_id} missing from exposed[{underlying}]")
+    return problems
+
+
 class RiskVenue:
     """new_exchange + a clock; every block carries fresh demo oracle reports at ``index``."""
 
@@ -62,7 +79,7 @@ class RiskVenue:
         if reports:
             listed += demo_reports(self.prices, self.time_ns)
         self.last = self.state.apply_block(self.height, self.time_ns, listed)
-        problems = money_problems(self.state)
+        problems = money_problems(self.state) + margin_problems(self.state)
         assert problems == [], problems
         return [list(events) for events in self.last.events[: len(commands)]]
 

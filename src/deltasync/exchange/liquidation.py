@@ -166,6 +166,8 @@ class LiquidationEngine:
                 continue  # paused while the breaker holds that underlying
             handled += 1
             events += self._step(state, account_id, ctx)
+        # counterparties (makers, the backstop, the fund, haircut accounts) changed too
+        margin.update_accounts(state, state.changed_accounts())
         self._write_meta(state)
         return events
 
@@ -223,8 +225,8 @@ class LiquidationEngine:
                                           Quantity(filled if buying else -filled), Amount(fee)))
         rest = step * cs - filled
         if rest:
-            events.append(self._backstop(state, account_id, instrument, buying, rest,
-                                         risk.mark_raw, spot))
+            events += self._backstop(state, account_id, instrument, buying, rest,
+                                     risk.mark_raw, spot)
         return events
 
     def _book_order(
@@ -260,25 +262,27 @@ class LiquidationEngine:
     def _backstop(
         self, state: ExchangeState, account_id: int, instrument: Instrument, buying: bool,
         quantity: int, mark_raw: int, spot_raw: int,
-    ) -> BackstopTransfer:
+    ) -> list[Any]:
         backstop = self.config.backstop_account
         state.transfer(account_id, backstop, 0)  # creates the backstop account if needed
+        events: list[Any] = []
         if buying:  # the account buys back its short from the backstop at the mark
             value = -(-mark_raw * quantity // NOTIONAL_DIVISOR)
             state.transfer(account_id, backstop, value)
-            move_position(state, account_id, instrument, quantity, value)
-            move_position(state, backstop, instrument, -quantity, -value)
+            events += move_position(state, account_id, instrument, quantity, value)
+            events += move_position(state, backstop, instrument, -quantity, -value)
         else:  # the account sells its long to the backstop at the mark
             value = mark_raw * quantity // NOTIONAL_DIVISOR
             state.transfer(backstop, account_id, value)
-            move_position(state, account_id, instrument, -quantity, -value)
-            move_position(state, backstop, instrument, quantity, value)
+            events += move_position(state, account_id, instrument, -quantity, -value)
+            events += move_position(state, backstop, instrument, quantity, value)
         penalty = self._fee(self.config.backstop_penalty_ppm, spot_raw, quantity)
         state.transfer(account_id, backstop, penalty)
         self.backstop_quantity += quantity
-        return BackstopTransfer(account_id, backstop, instrument.name,
-                                Quantity(quantity if buying else -quantity), Price(mark_raw),
-                                Amount(penalty))
+        events.insert(0, BackstopTransfer(account_id, backstop, instrument.name,
+                                          Quantity(quantity if buying else -quantity),
+                                          Price(mark_raw), Amount(penalty)))
+        return events
 
     # --- bankruptcy ----------------------------------------------------------------------
 
@@ -343,14 +347,15 @@ class LiquidationEngine:
 
 def move_position(
     state: ExchangeState, account_id: int, instrument: Instrument, quantity: int, cost: int
-) -> None:
+) -> list[Any]:
     """Book a signed ``quantity`` bought (+) or sold (-) for ``cost`` paid (+) or received (-).
 
     The cash has moved already (``state.transfer``); this updates size, open
     cost and realized PnL like a trade, and re-runs the risk engine on the
-    position. (Uses the trading core's position accounting.)
+    position; returns the events of resting reduce-only orders that no longer fit.
+    (Uses the trading core's position accounting.)
     """
     account = state.accounts[account_id]
     position = state._position(account, instrument.instrument_id)
     state._trade_position(position, account, quantity, cost)
-    state.touch_position(account_id, instrument.instrument_id)
+    return state.touch_position(account_id, instrument.instrument_id)

@@ -59,7 +59,7 @@ account with exposure or a non-default mode.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -303,20 +303,15 @@ def _scenario_vectors(
     return floor_vector, ceil_vector, largest
 
 
-def _packed_min(packed: int, slots: int) -> int:
-    """The smallest slot of a packed vector whose slots are all within (-2**62, 2**62)."""
-    data = (packed + _bias(slots)).to_bytes(slots * 8, "little")
-    return min(memoryview(data).cast("Q")) - _SLOT_BIAS
-
-
-_BIASES: dict[int, int] = {}
-
-
 def _bias(slots: int) -> int:
-    bias = _BIASES.get(slots)
-    if bias is None:
-        bias = _BIASES[slots] = sum(_SLOT_BIAS << (_SLOT_BITS * s) for s in range(slots))
-    return bias
+    """The packed vector with 2**62 in every slot (makes every slot non-negative)."""
+    return sum(_SLOT_BIAS << (_SLOT_BITS * s) for s in range(slots))
+
+
+def _packed_min(packed: int, slots: int, bias: int) -> int:
+    """The smallest slot of a packed vector whose slots are all within (-2**62, 2**62)."""
+    data = (packed + bias).to_bytes(slots * 8, "little")
+    return min(memoryview(data).cast("Q")) - _SLOT_BIAS
 
 
 # --- per-underlying marks -------------------------------------------------------------
@@ -339,11 +334,14 @@ _ZERO: Part = (0, 0, 0)
 class AccountMargin:
     """What the engine knows of one account (per-underlying parts, last record)."""
 
-    __slots__ = ("mode", "parts", "record")
+    __slots__ = ("mode", "parts", "accs", "rows", "record")
 
     def __init__(self, mode: MarginMode) -> None:
         self.mode = mode
         self.parts: dict[str, Part] = {}
+        # the additive terms behind ``parts`` (None until recomputed after a restore)
+        self.accs: dict[str, list[int]] | None = {}
+        self.rows: dict[int, Row] = {}  # instrument id -> the row ``accs`` holds
         self.record: tuple[int, int, int, int] | None = None
 
     def totals(self, cash: int) -> tuple[int, int, int]:
@@ -372,9 +370,11 @@ class MarginSummary:
         return self.equity - self.initial_margin
 
 
-# Hypothetical changes to one position: (contracts, open buy contracts, open sell
-# contracts, buy reserve) added to what the position holds.
-Change = tuple[int, int, int, int]
+# A position as the engine sees it: (contracts, open buy contracts, open sell
+# contracts, buy reserve); a Change is added to a Row field by field.
+Row = tuple[int, int, int, int]
+Change = Row
+_NO_ROW: Row = (0, 0, 0, 0)
 
 
 class MarginEngine:
@@ -391,7 +391,10 @@ class MarginEngine:
         self.exposed: dict[str, dict[int, None]] = {}
         self.below_maintenance: dict[int, None] = {}
         self._marks: dict[str, _UnderlyingMarks] = {}
+        self._risks: dict[int, InstrumentRisk] = {}  # every instrument's current figures
         self._slots = config.scenario_count
+        self._bias = _bias(self._slots)
+        self._bias_three = _bias(3 * self._slots)
         # statistics (not replicated): parts recomputed, accounts re-margined after a move
         self.recomputed_parts = 0
         self.remargined_accounts = 0
@@ -413,7 +416,7 @@ class MarginEngine:
         return []
 
     def on_block_end(self, state: ExchangeState, ctx: Context) -> list[Any]:
-        self.recompute_accounts(state, sorted(state._dirty_accounts))
+        self.update_accounts(state, state.changed_accounts())
         return []
 
     def snapshot(self) -> Any:
@@ -433,6 +436,7 @@ class MarginEngine:
 
     def restore(self, state: ExchangeState, data: Any) -> None:
         self._marks = {}
+        self._risks = {}
         for u, spot_raw, time_ns, vols in data["marks"]:
             marks = self._marks[u] = _UnderlyingMarks(spot_raw, time_ns)
             for iid, vol_ppm in vols:
@@ -440,11 +444,13 @@ class MarginEngine:
                     state.instruments[iid], spot_raw, vol_ppm,
                     state.instruments[iid].expiry_ns - time_ns, self.config,
                 )
+            self._risks.update(marks.instruments)
         self.accounts = {}
         self.exposed = {}
         self.below_maintenance = {}
         for aid, mode, parts, record in data["accounts"]:
             margin = self.accounts[aid] = AccountMargin(MarginMode(mode))
+            margin.accs = None  # not in the snapshot: recomputed in full when next needed
             for u, value, im, mm in parts:
                 margin.parts[u] = (value, im, mm)
                 self.exposed.setdefault(u, {})[aid] = None
@@ -497,6 +503,7 @@ class MarginEngine:
                     instrument.expiry_ns - time_ns, self.config,
                 )
         self._marks[underlying] = fresh
+        self._risks.update(fresh.instruments)
         return True
 
     def instrument_risk(self, instrument: Instrument) -> InstrumentRisk:
@@ -513,6 +520,7 @@ class MarginEngine:
                 self._vol(instrument.underlying, instrument, marks.time_ns),
                 instrument.expiry_ns - marks.time_ns, self.config,
             )
+            self._risks[instrument.instrument_id] = risk
         return risk
 
     def mark_price_raw(self, instrument: Instrument) -> int:
@@ -548,81 +556,143 @@ class MarginEngine:
         only: str | None = None,
     ) -> dict[str, Part]:
         """Per-underlying parts of ``account`` (with hypothetical ``changes``), fresh."""
-        instruments = state.instruments
-        groups: dict[str, list[tuple[InstrumentRisk, int, int, int, int]]] = {}
-        seen: dict[int, None] = {}
-        for iid, position in account.positions.items():
-            instrument = instruments[iid]
-            if only is not None and instrument.underlying != only:
-                continue
-            row = _row(position, instrument.contract_size_raw)
-            if changes is not None and iid in changes:
-                seen[iid] = None
-                row = tuple(a + b for a, b in zip(row, changes[iid], strict=True))  # type: ignore[assignment]
-            if row[0] or row[1] or row[2]:
-                groups.setdefault(instrument.underlying, []).append(
-                    (self.instrument_risk(instrument), *row)
-                )
-        if changes is not None:
-            for iid in sorted(changes):
-                if iid not in seen:
-                    instrument = instruments[iid]
-                    groups.setdefault(instrument.underlying, []).append(
-                        (self.instrument_risk(instrument), *changes[iid])
-                    )
-        evaluate = _standard_part if mode is MarginMode.STANDARD else self._portfolio_part
-        return {u: evaluate(rows) for u, rows in groups.items()}
+        finish = self._portfolio_part if mode is MarginMode.PORTFOLIO else _standard_part
+        return {
+            u: finish(acc)
+            for u, acc in self._accumulate(state, account, mode, changes, only).items()
+        }
 
-    def _portfolio_part(self, rows: list[tuple[InstrumentRisk, int, int, int, int]]) -> Part:
-        value = 0
-        buy_excess = 0
-        short_term = short_worst = 0
-        positions = buys = sells = 0
-        bound_positions = bound_buys = bound_sells = 0
-        has_orders = False
-        for risk, contracts, buy_c, sell_c, reserve in rows:
-            floor_vector, ceil_vector, largest = risk.vectors()
-            if contracts > 0:
-                value += contracts * risk.value_floor
-                positions += contracts * floor_vector
-                bound_positions += contracts * largest
-            elif contracts < 0:
-                value += contracts * risk.value_ceil
-                positions += contracts * ceil_vector
-                bound_positions -= contracts * largest
-                short_term -= contracts * risk.short_term
-            if buy_c or sell_c:
-                has_orders = True
-                if buy_c:
-                    buys += buy_c * floor_vector
-                    bound_buys += buy_c * largest
-                    excess = reserve - buy_c * risk.value_floor
-                    if excess > 0:
-                        buy_excess += excess
-                if sell_c:
-                    sells += sell_c * ceil_vector
-                    bound_sells += sell_c * largest
-                worst = sell_c - contracts
-                if worst > 0:
-                    short_worst += worst * risk.short_term
-            elif contracts < 0:
-                short_worst -= contracts * risk.short_term
-        slots = self._slots
-        if bound_positions + bound_buys + bound_sells >= _SLOT_BIAS:
+    def _rows(
+        self, state: ExchangeState, account: Account, changes: Mapping[int, Change] | None,
+        only: str | None,
+    ) -> list[tuple[int, InstrumentRisk, Row]]:
+        """(instrument id, risk, row) per position with exposure."""
+        risks = self._risks
+        pending = dict(changes) if changes else None
+        rows: list[tuple[int, InstrumentRisk, Row]] = []
+        for iid, position in account.positions.items():
+            risk = risks.get(iid)
+            if risk is None:
+                risk = self.instrument_risk(state.instruments[iid])
+            if only is not None and risk.underlying != only:
+                continue
+            cs = risk.contract_size
+            contracts = position.size // cs
+            buys = position.open_buy_quantity // cs
+            sells = position.open_sell_quantity // cs
+            reserve = position.open_buy_reserve
+            if pending is not None and iid in pending:
+                change = pending.pop(iid)
+                contracts += change[0]
+                buys += change[1]
+                sells += change[2]
+                reserve += change[3]
+            if contracts or buys or sells:
+                rows.append((iid, risk, (contracts, buys, sells, reserve)))
+        if pending:
+            for iid in sorted(pending):
+                rows.append((iid, self.instrument_risk(state.instruments[iid]), pending[iid]))
+        return rows
+
+    def _accumulate(
+        self, state: ExchangeState, account: Account, mode: MarginMode,
+        changes: Mapping[int, Change] | None = None, only: str | None = None,
+        rows_out: dict[int, Row] | None = None,
+    ) -> dict[str, list[int]]:
+        """One pass over the positions: the additive terms of each underlying's part."""
+        add = _add_portfolio if mode is MarginMode.PORTFOLIO else _add_standard
+        size = _PORTFOLIO_TERMS if mode is MarginMode.PORTFOLIO else _STANDARD_TERMS
+        accumulators: dict[str, list[int]] = {}
+        for iid, risk, row in self._rows(state, account, changes, only):
+            acc = accumulators.get(risk.underlying)
+            if acc is None:
+                acc = accumulators[risk.underlying] = [0] * size
+            add(acc, risk, *row, 1)
+            if rows_out is not None:
+                rows_out[iid] = row
+        return accumulators
+
+    def cached_totals(
+        self, state: ExchangeState, account: Account, margin: AccountMargin | None,
+        changes: Mapping[int, Change], cash_delta: int,
+    ) -> tuple[int, int, int]:
+        """(equity, IM after ``changes``, IM before) from the account's cached terms.
+
+        Valid while the account is unchanged since its last recompute (not dirty
+        in this block). Only the changed positions' terms are taken out and put
+        back, so the cost does not grow with the size of the portfolio.
+        """
+        if margin is None:
+            mode, accs, parts = self.config.default_mode, {}, {}
+        else:
+            assert margin.accs is not None
+            mode, accs, parts = margin.mode, margin.accs, margin.parts
+        portfolio = mode is MarginMode.PORTFOLIO
+        add = _add_portfolio if portfolio else _add_standard
+        touched: dict[str, list[int]] = {}
+        for iid in sorted(changes):
+            change = changes[iid]
+            risk = self._risks.get(iid)
+            if risk is None:
+                risk = self.instrument_risk(state.instruments[iid])
+            acc = touched.get(risk.underlying)
+            if acc is None:
+                cached = accs.get(risk.underlying)
+                acc = touched[risk.underlying] = (
+                    list(cached) if cached is not None
+                    else [0] * (_PORTFOLIO_TERMS if portfolio else _STANDARD_TERMS)
+                )
+            position = account.positions.get(iid)
+            cs = risk.contract_size
+            if position is None:
+                old = (0, 0, 0, 0)
+            else:
+                old = (position.size // cs, position.open_buy_quantity // cs,
+                       position.open_sell_quantity // cs, position.open_buy_reserve)
+            if old[0] or old[1] or old[2]:
+                add(acc, risk, *old, -1)
+            new = (old[0] + change[0], old[1] + change[1], old[2] + change[2],
+                   old[3] + change[3])
+            if new[0] or new[1] or new[2]:
+                add(acc, risk, *new, 1)
+        finish = self._portfolio_part if portfolio else _standard_part
+        equity, im_after, im_before = account.cash + cash_delta, 0, 0
+        for underlying, (value, im, _) in parts.items():
+            im_before += im
+            if underlying not in touched:
+                equity += value
+                im_after += im
+        for acc in touched.values():
+            value, im, _ = finish(acc)
+            equity += value
+            im_after += im
+        return equity, im_after, im_before
+
+    def _portfolio_part(self, acc: list[int]) -> Part:
+        value, positions, buys, sells, bound, short_term, short_worst, buy_excess, orders, _ = acc
+        assert orders >= 0, orders
+        if bound >= _SLOT_BIAS:
             raise OverflowError("portfolio scenario P&L beyond the packed slot range")
-        worst_positions = _packed_min(positions, slots) if positions else 0
-        loss = -worst_positions if worst_positions < 0 else 0
-        mm_base = loss + short_term
+        slots = self._slots
+        if orders:
+            # the three portfolios (as is, all buys filled, all sells filled) in one
+            # integer: one conversion, then min over the first third and over all
+            width = slots * _SLOT_BITS
+            packed = positions + ((positions + buys) << width) + ((positions - sells) << 2 * width)
+            data = (packed + self._bias_three).to_bytes(24 * slots, "little")
+            view = memoryview(data).cast("Q")
+            worst_positions = min(view[:slots]) - _SLOT_BIAS
+            worst = min(view) - _SLOT_BIAS
+        else:
+            worst_positions = worst = (
+                _packed_min(positions, slots, self._bias) if positions else 0
+            )
+        mm_base = (-worst_positions if worst_positions < 0 else 0) + short_term
         mm = _ceil_div(mm_base * self.config.mm_fraction_ppm, PPM)
-        if not has_orders:
+        if not orders:
             return value, mm_base, mm
-        worst = min(
-            worst_positions,
-            _packed_min(positions + buys, slots) if positions or buys else 0,
-            _packed_min(positions - sells, slots) if positions or sells else 0,
-        )
         im = (-worst if worst < 0 else 0) + short_worst + buy_excess
-        return value, max(im, mm_base), mm
+        return value, (im if im > mm_base else mm_base), mm
 
     # --- re-margining -----------------------------------------------------------------
 
@@ -650,7 +720,12 @@ class MarginEngine:
             if account is None:
                 continue
             margin = self._margin(account_id)
-            parts = self.evaluate(state, account, margin.mode)
+            rows: dict[int, Row] = {}
+            accs = self._accumulate(state, account, margin.mode, rows_out=rows)
+            finish = self._portfolio_part if margin.mode is MarginMode.PORTFOLIO else _standard_part
+            parts = {u: finish(acc) for u, acc in accs.items()}
+            margin.accs = accs
+            margin.rows = rows
             self.recomputed_parts += len(parts) or 1
             for underlying in margin.parts:
                 if underlying not in parts:
@@ -660,6 +735,85 @@ class MarginEngine:
             margin.parts = parts
             self._store(state, account_id, margin)
 
+    def update_accounts(self, state: ExchangeState, account_ids: Iterable[int]) -> None:
+        """Bring accounts changed by a block up to date: only the positions whose row
+        changed are taken out of and put back into the cached terms, so the costly
+        part (big-integer scenario vectors) grows with the changes, not the portfolio."""
+        for account_id in account_ids:
+            account = state.accounts.get(account_id)
+            if account is None:
+                continue
+            margin = self.accounts.get(account_id)
+            if margin is None or margin.accs is None:
+                self.recompute_accounts(state, [account_id])
+                continue
+            self._update_rows(state, account_id, account, margin)
+            self._store(state, account_id, margin)
+
+    def _update_rows(
+        self, state: ExchangeState, account_id: int, account: Account, margin: AccountMargin
+    ) -> None:
+        assert margin.accs is not None
+        portfolio = margin.mode is MarginMode.PORTFOLIO
+        add = _add_portfolio if portfolio else _add_standard
+        touched: dict[str, list[int]] = {}
+        rows = margin.rows
+        kept = 0  # positions holding a row after this pass
+        for iid, position in account.positions.items():
+            risk = self._risks.get(iid)
+            if risk is None:
+                risk = self.instrument_risk(state.instruments[iid])
+            cs = risk.contract_size
+            new: Row = (
+                position.size // cs, position.open_buy_quantity // cs,
+                position.open_sell_quantity // cs, position.open_buy_reserve,
+            )
+            old = rows.get(iid)
+            if new == (old or _NO_ROW):
+                kept += old is not None
+                continue
+            acc = self._touch(margin, touched, risk, portfolio)
+            if old is not None:
+                add(acc, risk, *old, -1)
+            if new[0] or new[1] or new[2]:
+                add(acc, risk, *new, 1)
+                rows[iid] = new
+                kept += 1
+            else:
+                del rows[iid]
+        if kept < len(rows):  # positions the trading core dropped since the last pass
+            for iid in sorted(rows):
+                if iid not in account.positions:
+                    risk = self._risks[iid]
+                    add(self._touch(margin, touched, risk, portfolio), risk, *rows.pop(iid), -1)
+        for underlying, acc in touched.items():
+            self.recomputed_parts += 1
+            if acc[-1] == 0:  # no row left in this underlying
+                del margin.accs[underlying]
+                margin.parts.pop(underlying, None)
+                self.exposed[underlying].pop(account_id, None)
+            else:
+                margin.parts[underlying] = (
+                    self._portfolio_part(acc) if portfolio else _standard_part(acc)
+                )
+                self.exposed.setdefault(underlying, {})[account_id] = None
+
+    @staticmethod
+    def _touch(
+        margin: AccountMargin, touched: dict[str, list[int]], risk: InstrumentRisk,
+        portfolio: bool,
+    ) -> list[int]:
+        acc = touched.get(risk.underlying)
+        if acc is None:
+            assert margin.accs is not None
+            acc = margin.accs.get(risk.underlying)
+            if acc is None:
+                acc = margin.accs[risk.underlying] = (
+                    [0] * (_PORTFOLIO_TERMS if portfolio else _STANDARD_TERMS)
+                )
+            touched[risk.underlying] = acc
+        return acc
+
     def _remargin_underlying(self, state: ExchangeState, underlying: str) -> None:
         """After ``underlying``'s marks changed: recompute its part of the exposed accounts."""
         exposed = self.exposed.get(underlying)
@@ -668,15 +822,28 @@ class MarginEngine:
         accounts = state.accounts
         for account_id in sorted(exposed):
             margin = self.accounts[account_id]
-            parts = self.evaluate(state, accounts[account_id], margin.mode, only=underlying)
+            rows: dict[int, Row] = {}
+            accs = self._accumulate(state, accounts[account_id], margin.mode, only=underlying,
+                                    rows_out=rows)
+            if margin.accs is not None:  # the rows of this underlying, as just read
+                for iid in [i for i in margin.rows if self._risks[i].underlying == underlying]:
+                    del margin.rows[iid]
+                margin.rows.update(rows)
             self.recomputed_parts += 1
             self.remargined_accounts += 1
-            part = parts.get(underlying)
-            if part is None:
+            acc = accs.get(underlying)
+            if acc is None:
                 margin.parts.pop(underlying, None)
+                if margin.accs is not None:
+                    margin.accs.pop(underlying, None)
                 del exposed[account_id]
             else:
-                margin.parts[underlying] = part
+                portfolio = margin.mode is MarginMode.PORTFOLIO
+                margin.parts[underlying] = (
+                    self._portfolio_part(acc) if portfolio else _standard_part(acc)
+                )
+                if margin.accs is not None:
+                    margin.accs[underlying] = acc
             self._store(state, account_id, margin)
 
     # --- queries --------------------------------------------------------------------------
@@ -711,6 +878,16 @@ class MarginEngine:
         self, state: ExchangeState, account: Account, changes: Mapping[int, Change],
         cash_delta: int = 0,
     ) -> RejectReason | None:
+        margin = self.accounts.get(account.account_id)
+        if account.account_id not in state._dirty_accounts and (
+            margin is None or margin.accs is not None
+        ):
+            equity, im_after, im_before = self.cached_totals(
+                state, account, margin, changes, cash_delta
+            )
+            if im_after <= equity or im_after <= im_before:
+                return None
+            return RejectReason.INSUFFICIENT_MARGIN
         mode = self.mode_of(account.account_id)
         equity_after, im_after, _ = self._totals(state, account, mode, changes, cash_delta)
         if im_after <= equity_after:
@@ -791,26 +968,65 @@ class MarginEngine:
         return [MarginModeChanged(command.account, command.mode, im, mm)]
 
 
-def _row(position: Position, cs: int) -> tuple[int, int, int, int]:
-    return (
-        position.size // cs, position.open_buy_quantity // cs, position.open_sell_quantity // cs,
-        position.open_buy_reserve,
-    )
+# Additive terms of a part. Every position adds (sign = 1) or removes (sign = -1)
+# its own terms, so a cached sum can be updated for one changed position.
+_STANDARD_TERMS = 4  # value, IM (worst-case shorts + buy excess), MM, rows
+_PORTFOLIO_TERMS = 10  # value, packed P&L of positions, of open buys, of open sells,
+# bound on |slot|, short term now, short term worst case, buy excess, rows with orders, rows
 
 
-def _standard_part(rows: list[tuple[InstrumentRisk, int, int, int, int]]) -> Part:
-    value = im = mm = 0
-    for risk, contracts, buy_c, sell_c, reserve in rows:
-        if contracts > 0:
-            value += contracts * risk.value_floor
-        elif contracts < 0:
-            value += contracts * risk.value_ceil
-            mm -= contracts * risk.mm_short
-        worst_short = sell_c - contracts
-        if worst_short > 0:
-            im += worst_short * risk.im_short
-        if buy_c:
-            excess = reserve - buy_c * risk.value_floor
-            if excess > 0:
-                im += excess
+def _add_standard(
+    acc: list[int], risk: InstrumentRisk, contracts: int, buys: int, sells: int, reserve: int,
+    sign: int,
+) -> None:
+    acc[3] += sign
+    if contracts > 0:
+        acc[0] += sign * contracts * risk.value_floor
+    elif contracts < 0:
+        acc[0] += sign * contracts * risk.value_ceil
+        acc[2] -= sign * contracts * risk.mm_short
+    worst_short = sells - contracts
+    if worst_short > 0:
+        acc[1] += sign * worst_short * risk.im_short
+    if buys:
+        excess = reserve - buys * risk.value_floor
+        if excess > 0:
+            acc[1] += sign * excess
+
+
+def _standard_part(acc: list[int]) -> Part:
+    value, im, mm, _ = acc
     return value, (im if im > mm else mm), mm
+
+
+def _add_portfolio(
+    acc: list[int], risk: InstrumentRisk, contracts: int, buys: int, sells: int, reserve: int,
+    sign: int,
+) -> None:
+    floor_vector, ceil_vector, largest = risk.vectors()
+    acc[9] += sign
+    if contracts > 0:
+        acc[0] += sign * contracts * risk.value_floor
+        acc[1] += sign * contracts * floor_vector
+        acc[4] += sign * contracts * largest
+    elif contracts < 0:
+        acc[0] += sign * contracts * risk.value_ceil
+        acc[1] += sign * contracts * ceil_vector
+        acc[4] -= sign * contracts * largest
+        acc[5] -= sign * contracts * risk.short_term
+    if buys or sells:
+        acc[8] += sign
+        if buys:
+            acc[2] += sign * buys * floor_vector
+            acc[4] += sign * buys * largest
+            excess = reserve - buys * risk.value_floor
+            if excess > 0:
+                acc[7] += sign * excess
+        if sells:
+            acc[3] += sign * sells * ceil_vector
+            acc[4] += sign * sells * largest
+        worst_short = sells - contracts
+        if worst_short > 0:
+            acc[6] += sign * worst_short * risk.short_term
+    elif contracts < 0:
+        acc[6] -= sign * contracts * risk.short_term

@@ -138,14 +138,14 @@ class SettlementEngine:
             if size < 0:
                 paid = -(-payoff * -size // NOTIONAL_DIVISOR)
                 state.transfer(account_id, fund, paid)
-                move_position(state, account_id, instrument, -size, paid)
+                events += move_position(state, account_id, instrument, -size, paid)
                 events.append(PositionSettled(account_id, instrument.name, Quantity(size),
                                               Price(price), Amount(-paid)))
         for account_id, size in holders:
             if size > 0:
                 received = payoff * size // NOTIONAL_DIVISOR
                 state.transfer(fund, account_id, received)
-                move_position(state, account_id, instrument, -size, -received)
+                events += move_position(state, account_id, instrument, -size, -received)
                 open_interest += size
                 events.append(PositionSettled(account_id, instrument.name, Quantity(size),
                                               Price(price), Amount(received)))
