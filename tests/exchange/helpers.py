@@ -49,7 +49,7 @@ class Venue:
         self.height += 1
         self.time_ns += seconds * SECOND_NS
         self.last = self.state.apply_block(self.height, self.time_ns, list(commands))
-        problems = self.state.check_invariants()
+        problems = self.state.check_invariants() + self.state.check_commitment()
         assert problems == [], problems
         return [list(events) for events in self.last.events]
 

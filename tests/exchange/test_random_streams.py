@@ -111,7 +111,7 @@ def test_invariants_hold_after_every_block(blocks: list[list[Any]]) -> None:
         result = state.apply_block(height, now, commands)
         for events in result.events:
             known += [(e.account, e.order_id) for e in events if isinstance(e, OrderAccepted)]
-        problems = state.check_invariants()
+        problems = state.check_invariants() + state.check_commitment()
         assert problems == [], (height, problems)
         # commands survive the wire unchanged
         assert [COMMANDS.decode(COMMANDS.encode(c)) for c in commands] == commands
