@@ -324,14 +324,14 @@ def run_scenario(
         for events in result.events:
             stats.add(events)
         if check_every and height % check_every == 0:
-            problems = state.check_invariants()
+            problems = state.check_invariants() + state.check_commitment()
             if problems:
                 problems = [f"after block {height}: {p}" for p in problems]
                 break
         if on_block is not None:
             on_block(height, stats)
     if not problems:
-        problems = state.check_invariants()
+        problems = state.check_invariants() + state.check_commitment()
     return DemoResult(stats, root, problems, time.perf_counter() - started, state)
 
 
