@@ -170,7 +170,7 @@ def test_uncommitted_backlog_is_bounded() -> None:
 
 def test_fast_backtracking_skips_a_whole_divergent_term() -> None:
     """A follower holding 200 entries of a stale term needs a couple of round trips, not 200."""
-    cluster = elected(check_quorum=False)  # no leader lease: 2 may campaign at once
+    cluster = elected(check_quorum=False, pre_vote=False)  # no lease: 2 may campaign at once
     cluster.partition([{1}, {2, 3}])
     for i in range(200):
         cluster.raft(1).propose(b"stale %d" % i)
@@ -218,12 +218,10 @@ def test_one_membership_change_at_a_time() -> None:
 
 
 def test_new_leader_accepts_no_change_before_committing_in_its_term() -> None:
-    cluster = elected(check_quorum=False)
+    cluster = elected(check_quorum=False, pre_vote=False)  # no lease: 2 may campaign at once
     cluster.partition([{1}, {2, 3}])
     cluster.raft(2).campaign()
     cluster.process()
-    cluster.deliver(verbose=False)  # pre-votes
-    cluster.deliver(verbose=False)  # pre-vote answers -> votes
     cluster.deliver(verbose=False)  # votes
     cluster.deliver(verbose=False)  # answers -> 2 leads, sends its no-op
     new_leader = cluster.raft(2)

@@ -573,13 +573,16 @@ class RaftNode:
     def _accept_higher_term(self, message: Message) -> bool:
         """A message from a later term; False if it must be ignored."""
         if isinstance(message, VoteRequest):
+            # The leader lease: we heard from a live leader within an election timeout, so
+            # we do not help anyone disrupt it. Pre-votes always honour it (thesis 9.6);
+            # real votes only with CheckQuorum, which makes leaders honour it too.
             in_lease = (
-                self.config.check_quorum
-                and self.leader_id != NO_NODE
+                self.leader_id != NO_NODE
                 and self._election_elapsed < self.config.election_timeout_ticks
+                and not message.leadership_transfer
             )
-            if in_lease and not message.leadership_transfer:
-                return False  # we heard from a live leader: do not let anyone disrupt it
+            if in_lease and (message.pre_vote or self.config.check_quorum):
+                return False
             if message.pre_vote:
                 return True  # a pre-vote never changes our term
         if isinstance(message, VoteResponse) and message.pre_vote and not message.reject:
