@@ -1,0 +1,724 @@
+"""The simulator: a whole cluster of real ``NodeCore``s in one thread, driven by one seed.
+
+A discrete-event loop over a heap of ``(true_ns, seq, kind, a, b, payload)``:
+node ticks (each node on its own skewed, drifting clock), message deliveries
+(through ``SimNetwork``), client wake-ups and answers, and nemesis draws
+(crashes, restarts, partitions, disk faults). Nothing here opens a socket or
+reads the wall clock; every random choice comes from a ``random.Random``
+stream derived from the seed, so a seed replays exactly. ``trace_hash`` is a
+SHA-256 over every event in the order it was processed.
+
+Two phases, as in TigerBeetle's VOPR: a safety phase with faults, then a
+liveness phase: partitions heal, message faults stop, every node that can
+start is restarted, and the cluster must answer every new client operation
+within ``liveness_bound_ns``. At the end every checker runs (``checkers``).
+
+Planted bugs and alternative implementations come in through ``SimHooks``:
+the classes of the node core and the state machine, and a wrapper around each
+node's durable log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from deltasync.consensus import Role
+from deltasync.core.errors import DeltasyncError
+from deltasync.core.timeutil import days_from_civil
+from deltasync.exchange.commands import COMMANDS, Deposit
+from deltasync.exchange.events import EVENTS, Deposited, Withdrawn, WithdrawRejected
+from deltasync.exchange.genesis import GenesisConfig, default_genesis_dict
+from deltasync.exchange.instruments import expiry_ns_of
+from deltasync.exchange.state import BlockResult, ExchangeState
+from deltasync.node.driver import Answer, CommandCodec, NodeCore, NodeSettings, Output
+from deltasync.sim.clock import NodeClock
+from deltasync.sim.config import CONVERGE_NS, NS_PER_S, PPM, SimConfig, stream
+from deltasync.sim.disk import SimDisk
+from deltasync.sim.linearizability import REJECTED, Operation
+from deltasync.sim.network import SimNetwork
+from deltasync.sim.workload import (
+    EXPIRIES,
+    FUNDING_ACCOUNT_BASE,
+    SESSION_BASE,
+    STRIKES,
+    TRADING_ACCOUNT_BASE,
+    UNDERLYING,
+    Client,
+    PendingOp,
+    instruments,
+)
+
+# event kinds (ints: cheap to hash and compare)
+EV_TICK = 1
+EV_DELIVER = 2
+EV_CLIENT_WAKE = 3
+EV_CLIENT_ANSWER = 4
+EV_CLIENT_TIMEOUT = 5
+EV_NEMESIS = 6
+EV_LIVENESS = 7
+EV_STOP_WORKLOAD = 8
+EV_END = 9
+EV_CLIENT_ARRIVE = 10
+EV_CONVERGE = 11
+
+_EVENT = struct.Struct("<qqBqq")
+
+CLIENT_LINK_NS = 300_000  # client <-> gateway one-way latency
+
+
+class CheckedExchangeState(ExchangeState):
+    """The exchange with its invariants checked after every applied block."""
+
+    observer: Callable[[ExchangeState, BlockResult], None] | None = None
+
+    def apply_block(self, height: int, time_ns: int, commands: Any) -> BlockResult:
+        result = super().apply_block(height, time_ns, commands)
+        if self.observer is not None:
+            self.observer(self, result)
+        return result
+
+
+@dataclass
+class SimHooks:
+    """Seams for planted bugs (tests) and alternative implementations."""
+
+    core_class: type[NodeCore] = NodeCore
+    machine_class: type[ExchangeState] = CheckedExchangeState
+    wrap_storage: Callable[[Any], Any] | None = None  # RaftStorage -> something with its API
+
+
+@dataclass
+class SimNode:
+    node_id: int
+    clock: NodeClock
+    disk: SimDisk
+    core: NodeCore | None = None
+    incarnation: int = 0
+    refused: str | None = None  # the reason it refuses to start (detected corruption)
+    halted: dict[str, Any] | None = None
+    durable: tuple[int, int, int] | None = None  # (term, vote, last index) promised at crash
+    faults: list[str] = field(default_factory=list)  # storage faults injected since last start
+    amnesia: list[str] = field(default_factory=list)  # durable state lost (only on faulty disks)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBlock:
+    height: int
+    time_ns: int
+    sessions: tuple[tuple[int, int, int], ...]
+    root: bytes
+    node: int  # the first node seen applying it
+
+
+@dataclass
+class Ack:
+    session: int
+    request: int
+    height: int
+    node: int
+    at_ns: int
+
+
+@dataclass
+class SimResult:
+    seed: int
+    config: SimConfig
+    trace_hash: str
+    state_root: str
+    height: int
+    violations: list[str]
+    excused: list[str]  # what a lying disk explains (amnesia on a faulty disk)
+    simulated_ns: int
+    events: int
+    stats: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "nodes": self.config.nodes,
+            "trace_hash": self.trace_hash,
+            "state_root": self.state_root,
+            "height": self.height,
+            "violations": list(self.violations),
+            "excused": list(self.excused),
+            "simulated_seconds": self.simulated_ns / NS_PER_S,
+            "events": self.events,
+            "stats": self.stats,
+        }
+
+
+def sim_genesis(config: SimConfig, start_ns: int) -> GenesisConfig:
+    raw = default_genesis_dict()
+    raw["listings"] = [
+        {"underlying": UNDERLYING, "expiry": expiry, "strikes": list(STRIKES)} for expiry in EXPIRIES
+    ]
+    raw["genesis_time_ns"] = start_ns
+    return GenesisConfig.from_dict(raw)
+
+
+def first_expiry_ns() -> int:
+    return expiry_ns_of(days_from_civil(2026, 11, 27))
+
+
+class Simulator:
+    def __init__(self, config: SimConfig, hooks: SimHooks | None = None) -> None:
+        self.config = config
+        self.hooks = hooks or SimHooks()
+        seed = config.seed
+        self.rng_net = stream(seed, "network")
+        self.rng_nemesis = stream(seed, "nemesis")
+        self.rng_disk = stream(seed, "disk")
+        self.rng_clients = stream(seed, "clients")
+        self.start_ns = first_expiry_ns() - config.expiry_in_ns
+        self.genesis = sim_genesis(config, self.start_ns - NS_PER_S)
+        self.codec = CommandCodec([COMMANDS], [EVENTS])
+        self.network = SimNetwork(config, self.rng_net)
+        self.voters = tuple(range(1, config.nodes + 1))
+        self.nodes: dict[int, SimNode] = {}
+        for node_id in self.voters:
+            clock = NodeClock(
+                self.start_ns, config.clock_offset_ns[node_id - 1], config.clock_drift_ppm[node_id - 1]
+            )
+            self.nodes[node_id] = SimNode(node_id, clock, SimDisk())
+        self.settings = NodeSettings(
+            election_ticks=config.election_ticks,
+            heartbeat_ticks=config.heartbeat_ticks,
+            snapshot_every_blocks=config.snapshot_every_blocks,
+            idle_block_ns=config.idle_block_ns,
+            forward_retry_ns=config.forward_retry_ns,
+            request_timeout_ns=config.request_timeout_ns,
+        )
+        self.names = instruments()
+        # the event loop
+        self.now = self.start_ns
+        self._heap: list[tuple[int, int, int, int, int, Any]] = []
+        self._seq = 0
+        self._trace = hashlib.sha256()
+        self.events = 0
+        self.phase = "safety"
+        self.workload_on = True
+        self.liveness_start_ns = self.start_ns + config.safety_ns
+        self.end_ns = self.liveness_start_ns + config.liveness_bound_ns + config.settle_ns
+        # observations for the checkers
+        self.violations: list[str] = []
+        self.excused: list[str] = []
+        self.chain: dict[int, ChainBlock] = {}
+        self.acks: list[Ack] = []
+        self.history: list[Operation] = []
+        self.liveness_ops: list[tuple[int, PendingOp]] = []  # (client, op) invoked after healing
+        self.liveness_height = 0
+        self.converge_height = 0
+        self.finished_ops: set[int] = set()  # op ids completed with a known outcome
+        self.log: list[str] = []  # nemesis and notable events, for the summary
+        self.stats: dict[str, int] = {
+            "crashes": 0, "restarts": 0, "partitions": 0, "heals": 0, "lost_fsyncs": 0,
+            "bit_flips": 0, "torn_crashes": 0, "refused_starts": 0, "ops_ok": 0,
+            "ops_indeterminate": 0, "retries": 0, "reads": 0, "blocks_applied": 0,
+            "expiries": 0, "snapshots_installed": 0,
+        }
+        self.clients: list[Client] = []
+        session = SESSION_BASE
+        for index in range(config.funding_clients + config.trading_clients):
+            trading = index >= config.funding_clients
+            account = TRADING_ACCOUNT_BASE + index if trading else FUNDING_ACCOUNT_BASE
+            client_rng = stream(seed, f"client/{index}")
+            self.clients.append(Client(index, session + index, account, trading, client_rng))
+        self._client_of_session = {c.session: c for c in self.clients}
+        self._op_ids = 0
+        self._tokens = 0  # attempt tokens, unique over the run (stale timers must not match)
+        self._read_tokens: dict[bytes, tuple[int, int]] = {}
+
+    # --- the event loop ----------------------------------------------------------------
+
+    def _push(self, at_ns: int, kind: int, a: int = 0, b: int = 0, payload: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at_ns, self._seq, kind, a, b, payload))
+
+    def run(self) -> SimResult:
+        for node_id in self.voters:
+            self._start(node_id)
+        for client in self.clients:
+            self._push(self.start_ns + self.rng_clients.randrange(1, 200_000_000), EV_CLIENT_WAKE, client.client_id)
+        self._push(self.start_ns + self.config.nemesis_interval_ns, EV_NEMESIS)
+        self._push(self.liveness_start_ns, EV_LIVENESS)
+        self._push(self.end_ns - self.config.settle_ns, EV_STOP_WORKLOAD)
+        self._push(self.end_ns - CONVERGE_NS, EV_CONVERGE)
+        self._push(self.end_ns, EV_END)
+        heap = self._heap
+        trace = self._trace
+        pack = _EVENT.pack
+        while heap:
+            at_ns, _, kind, a, b, payload = heapq.heappop(heap)
+            self.now = at_ns
+            self.events += 1
+            trace.update(pack(at_ns, self.events, kind, a, b))
+            if kind == EV_TICK:
+                self._on_tick(a, b)
+            elif kind == EV_DELIVER:
+                self._on_deliver(a, b, payload)
+            elif kind == EV_CLIENT_WAKE:
+                self._on_client_wake(a)
+            elif kind == EV_CLIENT_ARRIVE:
+                self._on_client_arrive(a, b, payload)
+            elif kind == EV_CLIENT_ANSWER:
+                self._on_client_answer(a, b, payload)
+            elif kind == EV_CLIENT_TIMEOUT:
+                self._on_client_timeout(a, b)
+            elif kind == EV_NEMESIS:
+                self._on_nemesis()
+            elif kind == EV_LIVENESS:
+                self._on_liveness()
+            elif kind == EV_CONVERGE:
+                self.converge_height = max(self.chain, default=0)
+            elif kind == EV_STOP_WORKLOAD:
+                self.workload_on = False
+            elif kind == EV_END:
+                break
+        from deltasync.sim.checkers import run_checkers
+
+        run_checkers(self)
+        return self._result()
+
+    def _note(self, text: str) -> None:
+        self.log.append(f"{(self.now - self.start_ns) / NS_PER_S:9.3f}s {text}")
+        self._trace.update(text.encode())
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    def _local(self, node: SimNode) -> int:
+        return node.clock.local(self.now)
+
+    def _machine_factory(self, node_id: int) -> Callable[[], ExchangeState]:
+        def build() -> ExchangeState:
+            machine = self.hooks.machine_class.from_genesis(self.genesis)
+            self._observe_machine(machine, node_id)
+            return machine
+
+        return build
+
+    def _machine_restore(self, node_id: int) -> Callable[[bytes], ExchangeState]:
+        def restore(data: bytes) -> ExchangeState:
+            machine = self.hooks.machine_class.restore(data)
+            self._observe_machine(machine, node_id)
+            return machine
+
+        return restore
+
+    def _observe_machine(self, machine: ExchangeState, node_id: int) -> None:
+        if isinstance(machine, CheckedExchangeState):
+            def observer(state: ExchangeState, result: BlockResult) -> None:
+                if not (result.events or result.start_events or result.end_events):
+                    return  # an empty block moves only height and time: nothing to re-check
+                problems = state.check_invariants()
+                if problems:
+                    self._violation(
+                        f"invariants: node {node_id} after block {result.height}: " + "; ".join(problems[:3])
+                    )
+
+            machine.observer = observer
+
+    def _start(self, node_id: int) -> None:
+        from deltasync.storage.raft_log import RaftStorage
+        from deltasync.storage.snapshot import SnapshotStore
+
+        node = self.nodes[node_id]
+        node.incarnation += 1
+        base = f"/n{node_id}"
+        try:
+            node.disk.makedirs(base)
+            storage, recovered = RaftStorage.open(f"{base}/raft", node.disk)
+            if node.durable is not None:
+                self._check_durable(node, recovered)
+            snapshots = SnapshotStore(f"{base}/snapshots", node.disk)
+            wrapped = self.hooks.wrap_storage(storage) if self.hooks.wrap_storage else storage
+            core = self.hooks.core_class(
+                node_id, self.voters, wrapped, recovered, snapshots,
+                machine_factory=self._machine_factory(node_id),
+                machine_restore=self._machine_restore(node_id),
+                command_codec=self.codec,
+                rng=stream(self.config.seed, f"raft/{node_id}/{node.incarnation}"),
+                settings=self.settings,
+            )
+        except DeltasyncError as error:
+            node.refused = f"{type(error).__name__}: {error}"
+            self.stats["refused_starts"] += 1
+            self._note(f"node {node_id} refuses to start: {node.refused}")
+            if not node.faults:
+                self._violation(f"storage: node {node_id} refuses to start on a healthy disk: {node.refused}")
+            return
+        node.core = core
+        node.faults = []
+        node.durable = None
+        self._note(f"node {node_id} up (incarnation {node.incarnation}, height {core.tip.height})")
+        self._push(self.now + node.clock.true_period(self.config.tick_ns), EV_TICK, node_id, node.incarnation)
+
+    def _check_durable(self, node: SimNode, recovered: Any) -> None:
+        assert node.durable is not None
+        term, vote, last_index = node.durable
+        hard = recovered.hard_state
+        lost = []
+        if hard.term < term or (hard.term == term and (hard.vote or 0) != vote):
+            lost.append(f"term/vote {term}/{vote} -> {hard.term}/{hard.vote or 0}")
+        if recovered.last_index < last_index:
+            lost.append(f"last index {last_index} -> {recovered.last_index}")
+        if not lost:
+            return
+        text = f"node {node.node_id} lost durable state across a crash: " + ", ".join(lost)
+        if node.faults:
+            node.amnesia.append(text + f" (its disk lied: {', '.join(node.faults)})")
+            self._note("amnesia: " + text)
+        else:
+            self._violation("durability: " + text)
+
+    def _crash(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        core = node.core
+        if core is None:
+            return
+        storage = core.storage
+        hard = storage.hard_state
+        node.durable = (hard.term, hard.vote or 0, storage.last_index())
+        node.core = None
+        torn = self.rng_disk.randrange(PPM) < self.config.torn_write_ppm
+        self.stats["torn_crashes"] += int(torn)
+        lied = node.disk.crash(self.rng_disk, torn)
+        if lied:
+            node.faults.append("lost fsync")
+        self.stats["crashes"] += 1
+        self._note(f"crash node {node_id}{' (torn writes)' if torn else ''}{' (after a lost fsync)' if lied else ''}")
+
+    def _core(self, node_id: int) -> NodeCore | None:
+        node = self.nodes[node_id]
+        return node.core
+
+    def _on_tick(self, node_id: int, incarnation: int) -> None:
+        node = self.nodes[node_id]
+        core = node.core
+        if core is None or node.incarnation != incarnation:
+            return
+        now = self._local(node)
+        core.tick(now)
+        self._drain(node, core, now)
+        if node.core is core:
+            self._push(self.now + node.clock.true_period(self.config.tick_ns), EV_TICK, node_id, incarnation)
+
+    def _on_deliver(self, recipient: int, sender: int, payload: bytes) -> None:
+        node = self.nodes[recipient]
+        core = node.core
+        if core is None or not self.network.can_deliver(sender, recipient):
+            return
+        self._trace.update(payload)
+        now = self._local(node)
+        core.receive(sender, payload, now)
+        self._drain(node, core, now)
+
+    def _drain(self, node: SimNode, core: NodeCore, now: int) -> None:
+        height_before = core.tip.height
+        try:
+            out = core.process(now)
+        except (DeltasyncError, AssertionError) as error:
+            # a node that finds itself broken stops; that is a finding, not a crash of the simulator
+            self._violation(f"node {node.node_id} failed: {type(error).__name__}: {error}")
+            node.core = None
+            node.halted = {"reason": str(error)}
+            return
+        if core.tip.height > height_before + len(out.blocks):
+            self.stats["snapshots_installed"] += 1
+            self._note(f"node {node.node_id} installed a snapshot at height {core.tip.height}")
+        self._route(node, out)
+
+    def _route(self, node: SimNode, out: Output) -> None:
+        node_id = node.node_id
+        for block in out.blocks:
+            self._on_block(node_id, block)
+        if out.halted is not None:
+            node.halted = out.halted
+            node.core = None
+            self._violation(f"state root: node {node_id} halted: {out.halted}")
+            return
+        for recipient, payload in out.messages:
+            if recipient not in self.nodes:
+                continue
+            for delay in self.network.delays(node_id, recipient):
+                self._push(self.now + delay, EV_DELIVER, recipient, node_id, payload)
+        for answer in out.answers:
+            client = self._client_of_session.get(answer.session)
+            if client is not None:
+                self._push(self.now + CLIENT_LINK_NS, EV_CLIENT_ANSWER, client.client_id, node_id, answer)
+        for context in out.reads:
+            token = self._read_tokens.pop(context, None)
+            if token is None:
+                continue
+            client_id, account = token
+            core = node.core
+            assert core is not None
+            holder = core.machine.accounts.get(account)
+            balance = 0 if holder is None else holder.cash
+            self._push(self.now + CLIENT_LINK_NS, EV_CLIENT_ANSWER, client_id, node_id, (context, balance))
+
+    def _on_block(self, node_id: int, block: Any) -> None:
+        self.stats["blocks_applied"] += 1
+        root = block.result.state_root
+        self._trace.update(struct.pack("<qq", node_id, block.height) + root)
+        if any(type(e).__name__ == "InstrumentExpired" for e in block.result.start_events):
+            self.stats["expiries"] += 1
+        seen = self.chain.get(block.height)
+        mine = ChainBlock(block.height, block.time_ns, block.sessions, root, node_id)
+        if seen is None:
+            self.chain[block.height] = mine
+            return
+        if (seen.root, seen.sessions, seen.time_ns) != (mine.root, mine.sessions, mine.time_ns):
+            what = "state root" if seen.root != mine.root else "block content"
+            self._violation(
+                f"state root: height {block.height}: node {node_id} {what} differs from node {seen.node}"
+                f" (roots {mine.root.hex()[:16]} vs {seen.root.hex()[:16]})"
+            )
+
+    def _violation(self, text: str) -> None:
+        full = f"t={(self.now - self.start_ns) / NS_PER_S:.3f}s {text}"
+        if full not in self.violations and len(self.violations) < 200:
+            self.violations.append(full)
+            self._trace.update(text.encode())
+
+    # --- the nemesis ----------------------------------------------------------------------
+
+    def _on_nemesis(self) -> None:
+        if self.phase != "safety":
+            return
+        config, rng = self.config, self.rng_nemesis
+        up = [i for i in self.voters if self.nodes[i].core is not None]
+        down = [i for i in self.voters if self.nodes[i].core is None and self.nodes[i].refused is None
+                and self.nodes[i].halted is None]
+        if up and rng.randrange(PPM) < config.crash_ppm:
+            self._crash(rng.choice(up))
+        if down and rng.randrange(PPM) < config.restart_ppm:
+            self.stats["restarts"] += 1
+            self._start(rng.choice(down))
+        if rng.randrange(PPM) < config.partition_ppm:
+            self.stats["partitions"] += 1
+            self._note("partition: " + self.network.partition(list(self.voters)))
+        if self.network.blocked and rng.randrange(PPM) < config.heal_ppm:
+            self.stats["heals"] += 1
+            self.network.heal()
+            self._note("heal")
+        for node_id in config.faulty_disks:
+            node = self.nodes[node_id]
+            if node.core is None:
+                continue
+            if config.lost_fsync_ppm and rng.randrange(PPM) < config.lost_fsync_ppm:
+                node.disk.syncs_to_lose += rng.randrange(1, 4)
+                self.stats["lost_fsyncs"] += 1
+                self._note(f"node {node_id}: the disk will lie about its next fsyncs")
+            if config.bit_flip_ppm and rng.randrange(PPM) < config.bit_flip_ppm:
+                where = node.disk.flip_bit_in_wal(f"/n{node_id}/raft/wal", self.rng_disk)
+                if where is not None:
+                    node.faults.append(f"bit flip {where}")
+                    self.stats["bit_flips"] += 1
+                    self._note(f"node {node_id}: bit flip at {where}")
+        self._push(self.now + config.nemesis_interval_ns, EV_NEMESIS)
+
+    def _on_liveness(self) -> None:
+        self.phase = "liveness"
+        self.network.heal()
+        self.network.faults_on = False
+        for node in self.nodes.values():
+            node.disk.syncs_to_lose = 0
+        for node_id in self.voters:
+            node = self.nodes[node_id]
+            if node.core is None and node.refused is None and node.halted is None:
+                self.stats["restarts"] += 1
+                self._start(node_id)
+        self._note("liveness phase: network healed, faults off, nodes restarted")
+        self.liveness_height = max((b for b in self.chain), default=0)
+
+    def _next_token(self) -> int:
+        self._tokens += 1
+        return self._tokens
+
+    # --- clients ---------------------------------------------------------------------------
+
+    def _on_client_wake(self, client_id: int) -> None:
+        client = self.clients[client_id]
+        if client.op is not None or not self.workload_on:
+            return
+        kind, command, account, amount = client.next_command(self.names, self.config.funding_accounts)
+        self._op_ids += 1
+        request = client.next_request
+        if kind != "read":
+            client.next_request += 1
+        op = PendingOp(self._op_ids, request, kind, command, account, amount, self.now)
+        client.op = op
+        if self.phase == "liveness":
+            self.liveness_ops.append((client_id, op))
+        self._attempt(client)
+
+    def _attempt(self, client: Client) -> None:
+        op = client.op
+        assert op is not None
+        op.attempts += 1
+        if op.attempts > 1:
+            self.stats["retries"] += 1
+        op.token = self._next_token()
+        op.attempt_node = self.rng_clients.choice(self.voters)
+        op.deadline_ns = self.now + self.config.client_timeout_ns
+        self._push(self.now + CLIENT_LINK_NS, EV_CLIENT_ARRIVE, client.client_id, op.attempt_node, op.token)
+        self._push(op.deadline_ns, EV_CLIENT_TIMEOUT, client.client_id, op.token)
+
+    def _on_client_arrive(self, client_id: int, node_id: int, token: int) -> None:
+        client = self.clients[client_id]
+        op = client.op
+        if op is None or op.token != token:
+            return
+        node = self.nodes[node_id]
+        core = node.core
+        if core is None:
+            # connection refused: the client learns at once and tries another node
+            op.token = self._next_token()
+            self._push(self.now + CLIENT_LINK_NS + 50_000_000, EV_CLIENT_TIMEOUT, client_id, op.token)
+            op.attempts -= 1
+            return
+        now = self._local(node)
+        if op.kind == "read":
+            context = f"r/{client_id}/{op.op_id}/{op.token}".encode()
+            if core.read(context) is not None:
+                return  # rejected (no leader known): the timeout retries
+            self._read_tokens[context] = (client_id, op.key)
+        elif not core.submit(op.command, client.session, op.request, now):
+            return
+        self._drain(node, core, now)
+
+    def _on_client_timeout(self, client_id: int, token: int) -> None:
+        client = self.clients[client_id]
+        op = client.op
+        if op is None or op.token != token:
+            return
+        self._retry_or_give_up(client)
+
+    def _retry_or_give_up(self, client: Client) -> None:
+        op = client.op
+        assert op is not None
+        if op.attempts < self.config.client_attempts_max:
+            self._attempt(client)
+            return
+        self._finish(client, None, None)
+
+    def _on_client_answer(self, client_id: int, node_id: int, payload: Any) -> None:
+        client = self.clients[client_id]
+        if isinstance(payload, tuple):  # a read: (context, balance)
+            context, balance = payload
+            op = client.op
+            if op is None or op.kind != "read" or context != f"r/{client_id}/{op.op_id}/{op.token}".encode():
+                return
+            self.stats["reads"] += 1
+            self._finish(client, balance, ())
+            return
+        answer: Answer = payload
+        self._trace.update(struct.pack("<qqq", answer.session, answer.request, answer.height))
+        if answer.error is None:
+            self.acks.append(Ack(answer.session, answer.request, answer.height, node_id, self.now))
+        op = client.op
+        if op is None or op.kind == "read" or answer.request != op.request:
+            return
+        if answer.error is None:
+            self._finish(client, _output_of(op, answer.events), answer.events)
+        elif answer.error in ("timeout", "stale_block"):
+            self._retry_or_give_up(client)  # not applied (yet): try again, same request id
+        else:
+            self._finish(client, None, None)  # "expired": applied, answer unknown
+
+    def _finish(self, client: Client, output: int | None, events: tuple[Any, ...] | None) -> None:
+        op = client.op
+        assert op is not None
+        client.op = None
+        done = events is not None
+        if done:
+            self.finished_ops.add(op.op_id)
+        self.stats["ops_ok" if done else "ops_indeterminate"] += 1
+        if op.kind == "trade":
+            if done:
+                assert events is not None
+                if isinstance(op.command, Deposit):
+                    client.funded = True
+                client.observe(events)
+        else:
+            self.history.append(
+                Operation(op.op_id, client.client_id, op.key, op.kind, op.amount, op.invoke_ns,
+                          self.now if done else None, output if done else None)
+            )
+        if self.workload_on:
+            self._push(self.now + 1 + self.rng_clients.randrange(self.config.think_ns_max), EV_CLIENT_WAKE, client.client_id)
+
+    # --- the result -----------------------------------------------------------------------
+
+    def _result(self) -> SimResult:
+        height = max(self.chain, default=0)
+        root = self.chain[height].root.hex() if height else ""
+        stats: dict[str, Any] = dict(self.stats)
+        stats.update(
+            messages_sent=self.network.sent, messages_dropped=self.network.dropped,
+            messages_duplicated=self.network.duplicated, acks=len(self.acks),
+            history_ops=len(self.history),
+        )
+        return SimResult(
+            seed=self.config.seed,
+            config=self.config,
+            trace_hash=self._trace.hexdigest(),
+            state_root=root,
+            height=height,
+            violations=list(self.violations),
+            excused=list(self.excused),
+            simulated_ns=self.now - self.start_ns,
+            events=self.events,
+            stats=stats,
+        )
+
+    # --- observation for checkers and reports -------------------------------------------------
+
+    def node_status(self, node_id: int) -> str:
+        node = self.nodes[node_id]
+        if node.refused:
+            return f"node {node_id}: refused to start ({node.refused})"
+        if node.halted:
+            return f"node {node_id}: halted"
+        if node.core is None:
+            return f"node {node_id}: down"
+        s = node.core.status()
+        return (
+            f"node {node_id}: {s['role']} term {s['term']} leader {s['leader']} height {s['height']}"
+            f" commit {s['commit_index']} applied {s['applied_index']} pending {s['pending_requests']}"
+        )
+
+    def leader(self) -> int | None:
+        for node_id in self.voters:
+            core = self.nodes[node_id].core
+            if core is not None and core.raft.role is Role.LEADER:
+                return node_id
+        return None
+
+
+def _output_of(op: PendingOp, events: tuple[Any, ...]) -> int | None:
+    for event in events:
+        match event:
+            case Deposited(balance=balance) | Withdrawn(balance=balance):
+                return int(balance.raw)
+            case WithdrawRejected():
+                return REJECTED
+    return None
+
+
+def simulate(seed: int, nodes: int | None = None, steps: int | None = None,
+             hooks: SimHooks | None = None, **overrides: Any) -> SimResult:
+    """Run one seed (``overrides`` replace drawn config fields, e.g. ``crash_ppm=0``)."""
+    config = SimConfig.from_seed(seed, nodes=nodes, steps=steps)
+    if overrides:
+        config = config.with_overrides(**overrides)
+    return Simulator(config, hooks).run()
