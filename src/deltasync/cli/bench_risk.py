@@ -14,7 +14,9 @@
   BTC instrument (including the portfolio scenario grids) and the BTC part of
   every one of the 10,000 accounts, each holding BTC options.
 
-Run alone: ``python -m deltasync.cli.bench_risk [--quick]``.
+Times are CPU time of this process (``time.process_time``), so other load on a
+shared machine does not distort them. Run alone: ``python -m
+deltasync.cli.bench_risk [--quick]``.
 """
 
 from __future__ import annotations
@@ -144,9 +146,9 @@ def bench_apply_orders_with_margin(
     commands = 0
     elapsed = 0.0
     for block in stream:
-        started = time.perf_counter()
+        started = time.process_time()
         venue.block(block)
-        elapsed += time.perf_counter() - started
+        elapsed += time.process_time() - started
         commands += len(block)
     return commands / elapsed
 
@@ -165,9 +167,9 @@ def bench_remargin_ms_10k(accounts_count: int = 10_000, seed: int = 1) -> float:
     original = margin.on_block_start
 
     def timed(state: Any, ctx: Any) -> list[Any]:
-        started = time.perf_counter()
+        started = time.process_time()
         events = original(state, ctx)
-        timings.append(time.perf_counter() - started)
+        timings.append(time.process_time() - started)
         return events
 
     margin.on_block_start = timed  # type: ignore[method-assign]

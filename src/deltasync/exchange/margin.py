@@ -341,7 +341,8 @@ class AccountMargin:
         self.parts: dict[str, Part] = {}
         # the additive terms behind ``parts`` (None until recomputed after a restore)
         self.accs: dict[str, list[int]] | None = {}
-        self.rows: dict[int, Row] = {}  # instrument id -> the row ``accs`` holds
+        # underlying -> instrument id -> the row ``accs`` holds for it
+        self.rows: dict[str, dict[int, Row]] = {}
         self.record: tuple[int, int, int, int] | None = None
 
     def totals(self, cash: int) -> tuple[int, int, int]:
@@ -597,7 +598,7 @@ class MarginEngine:
     def _accumulate(
         self, state: ExchangeState, account: Account, mode: MarginMode,
         changes: Mapping[int, Change] | None = None, only: str | None = None,
-        rows_out: dict[int, Row] | None = None,
+        rows_out: dict[str, dict[int, Row]] | None = None,
     ) -> dict[str, list[int]]:
         """One pass over the positions: the additive terms of each underlying's part."""
         add = _add_portfolio if mode is MarginMode.PORTFOLIO else _add_standard
@@ -609,8 +610,23 @@ class MarginEngine:
                 acc = accumulators[risk.underlying] = [0] * size
             add(acc, risk, *row, 1)
             if rows_out is not None:
-                rows_out[iid] = row
+                held = rows_out.get(risk.underlying)
+                if held is None:
+                    held = rows_out[risk.underlying] = {}
+                held[iid] = row
         return accumulators
+
+    def _accumulate_rows(self, margin: AccountMargin, underlying: str) -> dict[str, list[int]]:
+        held = margin.rows.get(underlying)
+        if not held:
+            return {}
+        portfolio = margin.mode is MarginMode.PORTFOLIO
+        add = _add_portfolio if portfolio else _add_standard
+        acc = [0] * (_PORTFOLIO_TERMS if portfolio else _STANDARD_TERMS)
+        risks = self._risks
+        for iid, row in held.items():
+            add(acc, risks[iid], *row, 1)
+        return {underlying: acc}
 
     def cached_totals(
         self, state: ExchangeState, account: Account, margin: AccountMargin | None,
@@ -720,7 +736,7 @@ class MarginEngine:
             if account is None:
                 continue
             margin = self._margin(account_id)
-            rows: dict[int, Row] = {}
+            rows: dict[str, dict[int, Row]] = {}
             accs = self._accumulate(state, account, margin.mode, rows_out=rows)
             finish = self._portfolio_part if margin.mode is MarginMode.PORTFOLIO else _standard_part
             parts = {u: finish(acc) for u, acc in accs.items()}
@@ -768,7 +784,8 @@ class MarginEngine:
                 position.size // cs, position.open_buy_quantity // cs,
                 position.open_sell_quantity // cs, position.open_buy_reserve,
             )
-            old = rows.get(iid)
+            held = rows.get(risk.underlying)
+            old = None if held is None else held.get(iid)
             if new == (old or _NO_ROW):
                 kept += old is not None
                 continue
@@ -777,19 +794,27 @@ class MarginEngine:
                 add(acc, risk, *old, -1)
             if new[0] or new[1] or new[2]:
                 add(acc, risk, *new, 1)
-                rows[iid] = new
+                if held is None:
+                    held = rows[risk.underlying] = {}
+                held[iid] = new
                 kept += 1
             else:
-                del rows[iid]
-        if kept < len(rows):  # positions the trading core dropped since the last pass
-            for iid in sorted(rows):
-                if iid not in account.positions:
-                    risk = self._risks[iid]
-                    add(self._touch(margin, touched, risk, portfolio), risk, *rows.pop(iid), -1)
+                assert held is not None
+                del held[iid]
+        if kept < sum(len(held) for held in rows.values()):
+            # positions the trading core dropped since the last pass
+            for underlying in sorted(rows):
+                held = rows[underlying]
+                for iid in sorted(held):
+                    if iid not in account.positions:
+                        risk = self._risks[iid]
+                        acc = self._touch(margin, touched, risk, portfolio)
+                        add(acc, risk, *held.pop(iid), -1)
         for underlying, acc in touched.items():
             self.recomputed_parts += 1
             if acc[-1] == 0:  # no row left in this underlying
                 del margin.accs[underlying]
+                rows.pop(underlying, None)
                 margin.parts.pop(underlying, None)
                 self.exposed[underlying].pop(account_id, None)
             else:
@@ -822,13 +847,10 @@ class MarginEngine:
         accounts = state.accounts
         for account_id in sorted(exposed):
             margin = self.accounts[account_id]
-            rows: dict[int, Row] = {}
-            accs = self._accumulate(state, accounts[account_id], margin.mode, only=underlying,
-                                    rows_out=rows)
-            if margin.accs is not None:  # the rows of this underlying, as just read
-                for iid in [i for i in margin.rows if self._risks[i].underlying == underlying]:
-                    del margin.rows[iid]
-                margin.rows.update(rows)
+            if margin.accs is None:  # after a restore: read the positions
+                accs = self._accumulate(state, accounts[account_id], margin.mode, only=underlying)
+            else:  # the cached rows are the positions (updated at every block end)
+                accs = self._accumulate_rows(margin, underlying)
             self.recomputed_parts += 1
             self.remargined_accounts += 1
             acc = accs.get(underlying)
