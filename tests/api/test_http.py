@@ -221,23 +221,31 @@ def test_too_many_requests_is_10028_per_caller() -> None:
     asyncio.run(main())
 
 
-def test_order_book_carries_marks_ivs_and_greeks_when_a_vol_is_known() -> None:
+def test_order_book_carries_the_margin_engines_mark_ivs_and_greeks() -> None:
     async def main() -> None:
-        async with running(venue_options={"vol_ppm_default": 550_000}) as server:
+        async with running() as server:
             maker = await new_client(server, ws=False)
-            await maker.sell(CALL, "0.1", "7000", post_only=True)
-            await maker.buy(CALL, "0.1", "6000", post_only=True)
+            _, body = await raw_get(server, f"/api/v2/public/ticker?instrument_name={CALL}")
+            mark = body["result"]["mark_price"]
+            # No smile reported: the margin engine's fallback vol prices the mark.
+            margin = next(e for e in server.venue.state.extensions if e.name == "margin")
+            expected_iv = Decimal(margin.config.fallback_vol_ppm("BTC")) / 10_000
+            assert body["result"]["mark_iv"] == expected_iv and mark > 0
+            bid = (mark * Decimal("0.9") / 5).to_integral_value() * 5
+            ask = (mark * Decimal("1.1") / 5).to_integral_value() * 5
+            await maker.sell(CALL, "0.1", ask, post_only=True)
+            await maker.buy(CALL, "0.1", bid, post_only=True)
             _, body = await raw_get(server, f"/api/v2/public/get_order_book?instrument_name={CALL}")
             book = body["result"]
-            assert book["mark_iv"] == 55 and 6000 < book["mark_price"] < 7000
+            assert book["mark_price"] == mark and book["index_price"] == 100000
             assert book["bid_iv"] < book["mark_iv"] < book["ask_iv"]
-            assert 0.4 < book["greeks"]["delta"] < 0.6 and book["greeks"]["vega"] > 0
-            assert book["bids"] == [[6000, Decimal("0.1")]] and book["asks"] == [
-                [7000, Decimal("0.1")]]
+            assert 0.4 < book["greeks"]["delta"] < 0.7 and book["greeks"]["vega"] > 0
+            assert book["bids"] == [[bid, Decimal("0.1")]] and book["asks"] == [
+                [ask, Decimal("0.1")]]
             _, body = await raw_get(server, "/api/v2/public/get_book_summary_by_currency"
                                             "?currency=BTC")
             row = next(r for r in body["result"] if r["instrument_name"] == CALL)
-            assert row["mid_price"] == 6500 and row["mark_iv"] == 55
+            assert row["mid_price"] == (bid + ask) / 2 and row["mark_iv"] == expected_iv
             await maker.close()
 
     asyncio.run(main())

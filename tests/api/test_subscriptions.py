@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -217,5 +218,41 @@ def test_a_burst_beyond_the_outbound_queue_disconnects_that_client_only() -> Non
             assert len(await trader.get_open_orders()) == 20
             await listener.close()
             await trader.close()
+
+    asyncio.run(main())
+
+
+def test_index_channel_and_relayed_oracle_reports() -> None:
+    async def main() -> None:
+        from deltasync.core.fixed import Price
+        from deltasync.exchange.assembly import DEMO_ORACLE_SEEDS
+        from deltasync.exchange.oracle import sign_report
+
+        async with running(venue_options={"oracle_interval_s": 0.05}) as server:
+            client = Client(server.url, timeout_s=5)
+            await client.connect()
+            index = await client.subscribe("deribit_price_index.btc_usdc")
+            server.venue.set_demo_price("BTC", 101_000 * 10**6)
+            note = await index.next()
+            assert note.data["index_name"] == "btc_usdc" and note.data["price"] == 101000
+            assert await client.get_index_price("btc_usdc") == Decimal(101000)
+
+            # A source's signed report relayed through the API (the machine checks it).
+            now_ns = time.time_ns()
+            report = sign_report(DEMO_ORACLE_SEEDS["demo-a"], "demo-a", "ETH",
+                                 Price.parse("3600"), now_ns)
+            params = {"source_id": "demo-a", "underlying": "ETH", "price": Decimal(3600),
+                      "ts_ns": now_ns, "signature": report.signature.hex()}
+            accepted = await client.call("public/deltasync_oracle_report", params)
+            assert accepted["accepted"] and accepted["height"] > 0
+            forged = dict(params, ts_ns=now_ns + 1)  # the signature no longer matches
+            with pytest.raises(ApiError) as bad:
+                await client.call("public/deltasync_oracle_report", forged)
+            assert bad.value.code == 13004 and bad.value.data["reason"] == "bad_signature"
+            with pytest.raises(ApiError) as malformed:
+                await client.call("public/deltasync_oracle_report",
+                                  dict(params, signature="zz"))
+            assert malformed.value.code == -32602
+            await client.close()
 
     asyncio.run(main())

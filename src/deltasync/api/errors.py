@@ -41,6 +41,7 @@ MUST_BE_WEBSOCKET_REQUEST = 10030
 INVALID_ARGS_FOR_INSTRUMENT = 10031
 SETTLEMENT_IN_PROGRESS = 10041
 PRICE_WRONG_TICK = 10043
+NOT_IMPLEMENTED = 10033
 MATCHING_ENGINE_QUEUE_FULL = 10047
 ALREADY_FILLED = 11008
 INVALID_ARGUMENTS = 11029
@@ -85,6 +86,7 @@ MESSAGES: dict[int, str] = {
     INVALID_ARGS_FOR_INSTRUMENT: "invalid_args_for_instrument",
     SETTLEMENT_IN_PROGRESS: "settlement_in_progress",
     PRICE_WRONG_TICK: "price_wrong_tick",
+    NOT_IMPLEMENTED: "not_implemented",
     MATCHING_ENGINE_QUEUE_FULL: "matching_engine_queue_full",
     ALREADY_FILLED: "already_filled",
     INVALID_ARGUMENTS: "invalid_arguments",
@@ -130,6 +132,14 @@ REJECTION_CODES: dict[str, int] = {
     "unknown_account": NOT_ENOUGH_FUNDS,  # an account that never deposited has no funds
     "invalid_price": INVALID_PRICE,
     "trading_halted": BOOK_CLOSED,
+    # exchange.oracle.RejectReason, by value
+    "unknown_source": INVALID_CREDENTIALS,
+    "source_not_allowed_for_underlying": FORBIDDEN,
+    "bad_signature": INVALID_CREDENTIALS,
+    "non_positive_price": INVALID_PRICE,
+    "timestamp_out_of_window": INVALID_ARGUMENTS,
+    "not_newer": INVALID_ARGUMENTS,
+    "invalid_vol_surface": INVALID_ARGUMENTS,
     # reasons the API itself finds before sequencing
     "order_not_open": NOT_OPEN_ORDER,
     "already_filled": ALREADY_FILLED,

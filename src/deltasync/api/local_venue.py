@@ -29,8 +29,9 @@ from deltasync.api.readmodel import ReadModel
 from deltasync.api.state_reads import StateReads
 from deltasync.core import limits
 from deltasync.core.errors import DeltasyncError
-from deltasync.core.fixed import Amount
+from deltasync.core.fixed import Amount, Price
 from deltasync.exchange import commands as xc
+from deltasync.exchange.assembly import demo_reports, new_exchange
 from deltasync.exchange.genesis import GenesisConfig, default_genesis
 from deltasync.exchange.state import BlockResult, ExchangeState
 
@@ -66,11 +67,19 @@ class LocalVenue(StateReads):
         first_account_id: int = 1_000,
         clock_ns: Callable[[], int] = time.time_ns,
         vol_ppm_default: int | None = None,
+        demo_oracle: bool = True,
+        oracle_interval_s: float = 2.0,
     ) -> None:
         super().__init__(vol_ppm_default)
-        self._state = state if state is not None else ExchangeState.from_genesis(
-            genesis or default_genesis())
+        self._state = state if state is not None else new_exchange(genesis or default_genesis())
         self.demo_mode = demo_mode
+        # The demo oracle: the public demo sources of ``exchange.assembly`` report
+        # ``demo_prices`` (initially the genesis reference prices) every interval.
+        self.demo_oracle = demo_oracle and any(
+            extension.name == "oracle" for extension in self._state.extensions)
+        self.oracle_interval_s = oracle_interval_s
+        self.demo_prices: dict[str, int] = dict(self._state.reference_prices)
+        self._oracle_fed_ns = 0
         self.block_interval_s = block_interval_s
         self._clock_ns = clock_ns
         self._queue: deque[_Pending] = deque()
@@ -111,14 +120,31 @@ class LocalVenue(StateReads):
 
     # --- the sequencer ---------------------------------------------------------------
 
+    def set_demo_price(self, underlying: str, price_raw: int) -> None:
+        """Move the demo oracle's price; reported at the next block."""
+        assert price_raw > 0 and underlying in self.demo_prices
+        self.demo_prices[underlying] = price_raw
+        self._oracle_fed_ns = 0
+        self._wake.set()
+
     async def _sequencer(self) -> None:
         while True:
-            await self._wake.wait()
+            if self.demo_oracle:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.oracle_interval_s)
+                except TimeoutError:
+                    pass  # time to report prices again, orders or not
+            else:
+                await self._wake.wait()
             self._wake.clear()
             await asyncio.sleep(self.block_interval_s)  # the batching window
-            while self._queue:
+            first = True
+            while self._queue or first:
+                first = False
                 batch = [self._queue.popleft()
                          for _ in range(min(len(self._queue), limits.block_commands_max))]
+                if not batch and not self._oracle_due():
+                    break
                 try:
                     self._apply(batch)
                 except Exception as exc:  # a bug in the state machine: fail loudly, keep serving reads
@@ -129,20 +155,31 @@ class LocalVenue(StateReads):
                                 ApiError(errors.INTERNAL_ERROR, {"reason": "block failed"}))
                     raise exc
 
+    def _oracle_due(self) -> bool:
+        if not self.demo_oracle:
+            return False
+        return self._clock_ns() - self._oracle_fed_ns >= int(self.oracle_interval_s * 1e9)
+
     def _apply(self, batch: list[_Pending]) -> None:
         height = self.state.height + 1
         time_ns = max(self.state.time_ns, self._clock_ns())
-        result: BlockResult = self.state.apply_block(height, time_ns,
-                                                     [pending.command for pending in batch])
+        reports: list[Any] = []
+        if self._oracle_due():
+            self._oracle_fed_ns = time_ns
+            prices = {name: Price(raw) for name, raw in self.demo_prices.items()}
+            reports = list(demo_reports(prices, time_ns))
+        commands = reports + [pending.command for pending in batch]
+        result: BlockResult = self.state.apply_block(height, time_ns, commands)
         self.blocks_applied += 1
         self._remember_root(height, result.state_root, time_ns)
         results = self.fold_block(
             height, time_ns,
-            [(pending.api_command, pending.command) for pending in batch],
+            [(None, report) for report in reports]
+            + [(pending.api_command, pending.command) for pending in batch],
             result.events,
             list(result.start_events) + list(result.end_events),
         )
-        for pending, command_result in zip(batch, results, strict=True):
+        for pending, command_result in zip(batch, results[len(reports):], strict=True):
             if not pending.future.done():
                 pending.future.set_result(command_result)
 

@@ -33,6 +33,7 @@ from deltasync.api.venue import (
     OrderType,
     PlaceComboOrder,
     PlaceOrder,
+    SubmitOracleReport,
     TimeInForce,
     Venue,
     VenueCommand,
@@ -333,6 +334,43 @@ async def _account_proof(m: Methods, call: Call) -> Any:
     if proof is None:
         raise ApiError(errors.NOT_FOUND, {"reason": "no such account", "account_id": account_id})
     return proof
+
+
+async def _oracle_report(m: Methods, call: Call) -> Any:
+    """Relay a price source's signed report into the log (the state machine verifies it)."""
+    from deltasync.core.errors import DeltasyncError
+    from deltasync.core.fixed import Price
+    from deltasync.exchange.oracle import OracleReport
+    from deltasync.exchange.svi import SviSlice
+
+    p = call.params
+    source_id = p.string("source_id", max_len=64)
+    underlying = p.string("underlying", max_len=16)
+    price_raw = p.fixed("price")
+    ts_ns = p.integer("ts_ns", low=1)
+    signature_hex = p.string("signature", max_len=256)
+    surface = p.raw.get("vol_surface")
+    try:
+        signature = bytes.fromhex(signature_hex)
+        slices = None
+        if surface is not None:
+            if type(surface) is not list or len(surface) > limits.oracle_surface_slices_max:
+                raise errors.invalid_param("vol_surface", "a list of [expiry_ns, a, b, rho, m, sigma]")
+            slices = tuple(SviSlice(*_six_ints(item)) for item in surface)
+        assert price_raw is not None
+        report = OracleReport(source_id, underlying, Price(price_raw), ts_ns, slices, signature)
+    except (ValueError, TypeError, DeltasyncError) as exc:
+        raise errors.invalid_param("report", str(exc)[:200]) from None
+    result = await m.venue.submit(0, SubmitOracleReport(report))
+    if result.rejection is not None:
+        raise rejection_error(result.rejection.reason, result.rejection.detail)
+    return {"accepted": True, "height": result.height}
+
+
+def _six_ints(item: Any) -> list[int]:
+    if type(item) is not list or len(item) != 6 or any(type(x) is not int for x in item):
+        raise errors.invalid_param("vol_surface", "each slice is [expiry_ns, a, b, rho, m, sigma]")
+    return item
 
 
 async def _create_account(m: Methods, call: Call) -> Any:
@@ -648,6 +686,7 @@ PUBLIC: dict[str, Handler] = {
     "deltasync_state_root": _state_root,
     "deltasync_account_proof": _account_proof,
     "deltasync_create_account": _create_account,
+    "deltasync_oracle_report": _oracle_report,
 }
 
 PRIVATE: dict[str, Handler] = {

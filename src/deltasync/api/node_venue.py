@@ -41,7 +41,7 @@ from deltasync.api.readmodel import ReadModel
 from deltasync.api.server import ApiServer
 from deltasync.api.state_reads import StateReads
 from deltasync.core import limits
-from deltasync.core.errors import DeltasyncError
+from deltasync.core.errors import CodecError, DeltasyncError
 from deltasync.core.fixed import Amount
 from deltasync.exchange import commands as xc
 from deltasync.exchange.state import ExchangeState
@@ -128,6 +128,10 @@ class NodeVenue(StateReads):
         session, request = self._session_request(account_id, request_id)
         try:
             answer = await self.server.submit(command, session=session, request=request)
+        except CodecError:  # e.g. an oracle report on a node whose machine has no oracle
+            raise ApiError(errors.NOT_IMPLEMENTED, {
+                "reason": f"this cluster does not take {type(command).__name__} commands"}
+            ) from None
         except RequestTimeout as exc:
             if exc.fields.get("reason") == "too many pending requests":
                 raise ApiError(errors.MATCHING_ENGINE_QUEUE_FULL) from None

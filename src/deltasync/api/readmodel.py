@@ -23,7 +23,7 @@ from deltasync.api import venue as v
 from deltasync.core.fixed import NOTIONAL_DIVISOR
 from deltasync.exchange import commands as xc
 from deltasync.exchange import events as xe
-from deltasync.exchange.oracle import IndexPriceUpdated
+from deltasync.exchange.oracle import IndexPriceUpdated, OracleReportRejected
 
 ORDERS_KEPT_MAX = 200_000  # closed orders are forgotten oldest first beyond this
 TRADES_PER_INSTRUMENT_MAX = 1_000
@@ -123,6 +123,9 @@ class ReadModel:
                 return xc.CancelAll(account=account, instrument=command.instrument_name)
             case v.CancelByLabel():
                 return xc.CancelByLabel(account=account, label=command.label)
+            case v.SubmitOracleReport():
+                report: xc.Command = command.report
+                return report
         raise AssertionError(f"untranslated command {command!r}")
 
     # --- blocks -------------------------------------------------------------------------
@@ -261,6 +264,9 @@ class ReadModel:
                 block.accounts.add(event.account)
             case xe.InstrumentListed() | xe.InstrumentExpired():
                 block.instruments_touched.add(event.instrument)
+            case OracleReportRejected():
+                if result is not None and result.rejection is None:
+                    result.rejection = v.Rejection(event.reason.value, {"detail": event.detail})
             case IndexPriceUpdated():
                 name = f"{event.underlying.lower()}_usdc"
                 block.indexes[name] = v.IndexView(name, event.price.raw,

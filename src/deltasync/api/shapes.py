@@ -158,8 +158,7 @@ def account_summary(view: AccountView) -> dict[str, Any]:
         "options_vega": view.options_vega,
         "options_theta": view.options_theta,
         "margin_model": view.margin_model,
-        "portfolio_margining_enabled": view.margin_model.startswith("cross_pm")
-        or view.margin_model == "portfolio",
+        "portfolio_margining_enabled": view.margin_model.endswith("_pm"),
         "cross_collateral_enabled": False,
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -183,22 +184,44 @@ class StateReads:
         instrument = self.state.instrument(name)
         return None if instrument is None else self._instrument_view(instrument)
 
-    def _index_raw(self, underlying: str) -> int | None:
+    # The oracle and margin extensions, when the machine has them, are the source
+    # of index, vols and marks. Only their pure getters are used here: a read
+    # through the API must never touch a cache that replicated work depends on.
+
+    def _extension(self, name: str) -> Any:
         for extension in self.state.extensions:
-            index_price = getattr(extension, "index_price", None)
-            if callable(index_price):
-                price = index_price(underlying)
-                return None if price is None else int(getattr(price, "raw", price))
+            if extension.name == name:
+                return extension
+        return None
+
+    def _index_raw(self, underlying: str) -> int | None:
+        oracle_extension = self._extension("oracle")
+        if oracle_extension is not None:
+            price = oracle_extension.oracle.index_price(underlying)
+            if price is not None:
+                return int(price.raw)
         return self.state.reference_prices.get(underlying)
 
+    def _margin_risk(self, instrument: Instrument) -> Any:
+        """The margin engine's current figures for the instrument (mark, vol), if any."""
+        margin = self._extension("margin")
+        if margin is None:
+            return None
+        return getattr(margin, "_risks", {}).get(instrument.instrument_id)
+
     def _vol_ppm(self, instrument: Instrument) -> int | None:
-        for extension in self.state.extensions:
-            vol_at = getattr(extension, "vol_at", None)
-            if callable(vol_at):
-                vol = vol_at(instrument.underlying, instrument.expiry_ns, instrument.strike_raw,
-                             self.state.time_ns)
-                if vol is not None:
-                    return int(vol)
+        risk = self._margin_risk(instrument)
+        if risk is not None:
+            return int(risk.vol_ppm)
+        oracle_extension = self._extension("oracle")
+        if oracle_extension is not None:
+            vol = oracle_extension.oracle.vol_at(instrument.underlying, instrument.expiry_ns,
+                                                 instrument.strike_raw, self.state.time_ns)
+            if vol is not None:
+                return int(vol)
+        margin = self._extension("margin")
+        if margin is not None:
+            return int(margin.config.fallback_vol_ppm(instrument.underlying))
         return self.vol_ppm_default
 
     def _marks(self, instrument: Instrument, best_bid_raw: int | None = None,
@@ -207,8 +230,12 @@ class StateReads:
         vol = self._vol_ppm(instrument)
         if spot is None or vol is None or spot <= 0 or vol <= 0:
             return None
-        return compute_marks(instrument, spot, vol, self.state.time_ns, best_bid_raw,
-                             best_ask_raw)
+        marks = compute_marks(instrument, spot, vol, self.state.time_ns, best_bid_raw,
+                              best_ask_raw)
+        risk = self._margin_risk(instrument)
+        if risk is not None:  # the mark the margin engine uses, to the micro-USDC
+            marks = replace(marks, mark_price_raw=int(risk.mark_raw))
+        return marks
 
     def _ticker(self, instrument: Instrument) -> v.TickerView:
         name = instrument.name
@@ -356,12 +383,23 @@ class StateReads:
         value = sum(position.size_raw * position.mark_price_raw // NOTIONAL_DIVISOR
                     for position in positions if position.mark_price_raw is not None)
         marked = [position for position in positions if position.delta is not None]
+        equity, initial, maintenance = view.cash.raw + value, view.locked.raw, view.locked.raw
+        available = view.available.raw
+        margin_model = "segregated_sm"
+        margin = self._extension("margin")
+        account_margin = margin.accounts.get(account_id) if margin is not None else None
+        if account_margin is not None:  # the engine's figures at its last re-margining
+            equity, initial, maintenance = account_margin.totals(view.cash.raw)
+            available = min(equity - initial, view.available.raw)
+            margin_model = ("segregated_pm" if account_margin.mode.name == "PORTFOLIO"
+                            else "segregated_sm")
         return v.AccountView(
             account_id=account_id, currency=self.state.config.quote,
-            balance_raw=view.cash.raw, equity_raw=view.cash.raw + value,
-            available_funds_raw=view.available.raw,
-            available_withdrawal_funds_raw=view.available.raw,
-            initial_margin_raw=view.locked.raw, maintenance_margin_raw=view.locked.raw,
+            balance_raw=view.cash.raw, equity_raw=equity,
+            available_funds_raw=available,
+            available_withdrawal_funds_raw=available,
+            initial_margin_raw=initial, maintenance_margin_raw=maintenance,
+            margin_model=margin_model,
             total_pl_raw=view.realized_pnl.raw + upl, session_upl_raw=upl,
             session_rpl_raw=view.realized_pnl.raw, fees_paid_raw=view.fees_paid.raw,
             delta_total=sum((p.delta for p in marked if p.delta is not None), Decimal(0))

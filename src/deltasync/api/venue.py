@@ -117,7 +117,18 @@ class CancelByLabel:
     currency: str | None = None
 
 
-VenueCommand = PlaceOrder | PlaceComboOrder | EditOrder | CancelOrder | CancelAll | CancelByLabel
+@dataclass(frozen=True, slots=True)
+class SubmitOracleReport:
+    """A price source's signed report (``exchange.oracle.OracleReport``); the state
+    machine checks the signature, so anyone may relay one."""
+
+    report: Any
+
+
+VenueCommand = (
+    PlaceOrder | PlaceComboOrder | EditOrder | CancelOrder | CancelAll | CancelByLabel
+    | SubmitOracleReport
+)
 
 
 # --- views (what the venue reports) -----------------------------------------------
