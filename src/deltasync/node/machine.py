@@ -1,8 +1,9 @@
 """How a node builds its state machine: genesis, extensions and the command codec.
 
 One place decides which parts make up the replicated exchange (the trading
-core plus its extensions), so every node, the simulator and the tools build
-the same machine from the same genesis.
+core plus oracle, margin, settlement and liquidation, see
+``exchange.assembly``), so every node, the simulator and the tools build the
+same machine from the same genesis.
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from deltasync.core.codec import Registry
-from deltasync.exchange.commands import COMMANDS
-from deltasync.exchange.events import EVENTS
+from deltasync.exchange import assembly
 from deltasync.exchange.genesis import GenesisConfig, default_genesis
 from deltasync.exchange.state import ExchangeState
 from deltasync.node.block import NODE_COMMANDS
@@ -23,11 +23,11 @@ def genesis_from(raw: dict[str, Any] | None) -> GenesisConfig:
 
 
 def command_registries() -> list[Registry]:
-    return [COMMANDS, NODE_COMMANDS]
+    return [*assembly.COMMAND_REGISTRIES, NODE_COMMANDS]
 
 
 def event_registries() -> list[Registry]:
-    return [EVENTS]
+    return list(assembly.EVENT_REGISTRIES)
 
 
 def command_codec() -> CommandCodec:
@@ -35,8 +35,8 @@ def command_codec() -> CommandCodec:
 
 
 def new_machine(genesis: GenesisConfig) -> ExchangeState:
-    return ExchangeState.from_genesis(genesis)
+    return assembly.new_exchange(genesis)
 
 
 def restore_machine(data: bytes) -> ExchangeState:
-    return ExchangeState.restore(data)
+    return assembly.restore_exchange(data)
