@@ -93,6 +93,33 @@ async def _open_loop(client: Any, commands: list[list[Any]], session: int, rate_
     return latencies
 
 
+async def _feed_oracle(client: Any) -> None:
+    """Signed reports from the demo sources every 0.5 s (orders need a fresh index)."""
+    from deltasync.core.fixed import Price
+    from deltasync.exchange.assembly import demo_reports
+    from deltasync.exchange.oracle import ORACLE_REGISTRY
+
+    request = 0
+    while True:
+        reports = demo_reports(
+            {"BTC": Price.whole(100_000), "ETH": Price.whole(3_500)}, time.time_ns()
+        )
+        for report in reports:
+            request += 1
+            asyncio.ensure_future(client.submit(ORACLE_REGISTRY.to_wire(report), 16, request))
+        await asyncio.sleep(0.5)
+
+
+def _accepted(events: list[Any]) -> bool:
+    from deltasync.exchange.events import EVENTS, OrderAccepted
+
+    return any(
+        isinstance(EVENTS.from_wire(e), OrderAccepted)
+        for e in events
+        if e and e[0] in EVENTS._by_tag
+    )
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -152,6 +179,10 @@ async def _measure(data_dir: Path, cluster: dict[str, Any], seconds: float) -> d
                 )
             )
         )
+    feeding = asyncio.ensure_future(_feed_oracle(client))
+    await asyncio.sleep(0.5)  # the first index must form before orders are accepted
+    probe = await client.submit(orders[0], 15, 1)
+    accepted = _accepted(probe[2])
     start = time.perf_counter()
     orders_acked, _, last_height = await _closed_loop(client, orders, 13, seconds, 1)
     followers = [await connect(n) for n in cluster["nodes"] if n != leader]
@@ -162,6 +193,8 @@ async def _measure(data_dir: Path, cluster: dict[str, Any], seconds: float) -> d
     orders_per_s = orders_acked / orders_s
     roots = {(await c.root_at(last_height) or (0, b"", 0))[1] for c in [client, *followers]}
     latencies = await _open_loop(client, orders, 14, orders_per_s / 2, seconds, 1)
+    feeding.cancel()
+    await asyncio.gather(feeding, return_exceptions=True)
     for c in [client, *followers]:
         await c.close()
     return {
@@ -175,6 +208,7 @@ async def _measure(data_dir: Path, cluster: dict[str, Any], seconds: float) -> d
         "latency_p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
         "latency_samples": len(latencies),
         "roots_agree": len(roots) == 1,
+        "orders_accepted_by_the_venue": accepted,
         "fsync": True,
         "phase_seconds": seconds,
     }
