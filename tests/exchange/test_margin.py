@@ -328,3 +328,19 @@ def test_cached_pre_trade_figures_equal_a_full_evaluation() -> None:
                     assert cached == (full_after[0], full_after[1], full_before[1]), (
                         account_id, name, side, combo, cs,
                     )
+
+
+def test_an_edit_is_checked_with_its_old_order_released() -> None:
+    from deltasync.core.fixed import Price, Quantity
+    from deltasync.exchange.commands import EditOrder
+    from deltasync.exchange.events import OrderEdited
+
+    venue = RiskVenue()
+    venue.fund(10, usdc=20_000)
+    [[placed]] = venue.block(sell(10, CALL, "1", "6000"))  # IM ~ 19,500 of 20,000
+    assert type(placed) is OrderAccepted
+    order_id = placed.order_id
+    [[repriced]] = venue.block(EditOrder(10, order_id, Price.whole(6_500), Quantity.whole(1)))
+    assert type(repriced) is OrderEdited
+    [[bigger]] = venue.block(EditOrder(10, order_id, Price.whole(6_500), Quantity.parse("1.5")))
+    assert type(bigger) is OrderRejected and bigger.reason is RejectReason.INSUFFICIENT_MARGIN

@@ -658,17 +658,22 @@ class MarginEngine:
                     list(cached) if cached is not None
                     else [0] * (_PORTFOLIO_TERMS if portfolio else _STANDARD_TERMS)
                 )
+            # Take out what the terms hold for this instrument (the cached row) and put
+            # in the position as it is now plus the change: mid-edit, the trading core
+            # has already released the old order from the position.
+            held = None if margin is None else margin.rows.get(risk.underlying)
+            cached_row = None if held is None else held.get(iid)
+            if cached_row is not None:
+                add(acc, risk, *cached_row, -1)
             position = account.positions.get(iid)
             cs = risk.contract_size
             if position is None:
-                old = (0, 0, 0, 0)
+                now: Row = _NO_ROW
             else:
-                old = (position.size // cs, position.open_buy_quantity // cs,
+                now = (position.size // cs, position.open_buy_quantity // cs,
                        position.open_sell_quantity // cs, position.open_buy_reserve)
-            if old[0] or old[1] or old[2]:
-                add(acc, risk, *old, -1)
-            new = (old[0] + change[0], old[1] + change[1], old[2] + change[2],
-                   old[3] + change[3])
+            new = (now[0] + change[0], now[1] + change[1], now[2] + change[2],
+                   now[3] + change[3])
             if new[0] or new[1] or new[2]:
                 add(acc, risk, *new, 1)
         finish = self._portfolio_part if portfolio else _standard_part
