@@ -35,12 +35,9 @@ async def run_node(config_path: Path) -> int:
         return 2
     await server.start()
     if config.api_address is not None:
-        try:
-            from deltasync.api.node_venue import start_api
-        except ImportError:
-            logging.getLogger("deltasync.node").warning("API layer not available")
-        else:
-            server.api = await start_api(server)
+        from deltasync.api.node_venue import start_api
+
+        server.api = await start_api(server)
     return await server.run_until_stopped()
 
 
