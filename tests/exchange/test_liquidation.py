@@ -155,3 +155,32 @@ def test_liquidation_totals_are_in_the_state_root() -> None:
     venue.block()
     restored.apply_block(height, time_ns, demo_reports(venue.prices, time_ns))
     assert restored.state_root() == venue.state.state_root()
+
+
+_CASCADE_SCRIPT = """
+import sys
+sys.path.insert(0, {root!r})
+from tests.exchange import test_liquidation as t
+venue = t._setup(**t.THIN)
+venue.block(t.sell(t.MAKER, t.PUT, "0.8", "21000"))
+t._drop(venue)
+for _ in range(4):
+    venue.block()
+print(venue.state.state_root().hex())
+"""
+
+
+def test_the_cascade_reaches_the_same_root_under_any_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    roots = set()
+    for seed in ("0", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        done = subprocess.run([sys.executable, "-c", _CASCADE_SCRIPT.format(root=root)],
+                              capture_output=True, text=True, env=env, check=True, cwd=root)
+        roots.add(done.stdout.strip())
+    assert len(roots) == 1 and len(roots.pop()) == 64
