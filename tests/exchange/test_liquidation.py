@@ -184,3 +184,25 @@ def test_the_cascade_reaches_the_same_root_under_any_hash_seed() -> None:
                               capture_output=True, text=True, env=env, check=True, cwd=root)
         roots.add(done.stdout.strip())
     assert len(roots) == 1 and len(roots.pop()) == 64
+
+
+def test_a_negative_balance_without_positions_is_covered_then_socialized() -> None:
+    venue = RiskVenue()
+    venue.block(Deposit(20, Amount.whole(1_000)), Deposit(21, Amount.whole(3_000)),
+                Deposit(22, Amount.whole(1_000)), Deposit(INSURANCE, Amount.whole(500)))
+    # a loss booked outside trading (as a settlement of a short can): 20 owes 1,500
+    venue.state.transfer(20, 23, 2_500 * M)
+    venue.block()
+    events = venue.end_events()
+    [started] = [e for e in events if type(e) is LiquidationStarted]
+    assert started.account == 20 and started.equity.raw == -1_500 * M
+    [covered] = [e for e in events if type(e) is InsuranceCovered]
+    assert covered.amount.raw == 500 * M and covered.fund_balance.raw == 0
+    [shared] = [e for e in events if type(e) is SocializedLoss]
+    # 1,000 left, taken pro rata from 21 (3,000), 22 (1,000) and 23 (2,500)
+    assert shared.deficit.raw == 1_000 * M and shared.accounts == 3 and shared.uncovered.raw == 0
+    cash = {a: venue.state.accounts[a].cash for a in (20, 21, 22, 23)}
+    assert cash[20] == 0
+    assert cash[21] == 3_000 * M - 1_000 * M * 3_000 // 6_500 - 1
+    assert sum(cash.values()) == 5_500 * M  # the deposits plus the 500 the fund paid in
+    assert not venue.margin.below_maintenance

@@ -721,17 +721,19 @@ class MarginEngine:
         """Write the account's record (if changed) and its below-maintenance flag."""
         cash = state.accounts[account_id].cash
         equity, im, mm = margin.totals(cash)
-        if equity < mm and account_id not in self.system_accounts:
+        below = equity < mm and account_id not in self.system_accounts
+        if below:
             self.below_maintenance[account_id] = None
         else:
             self.below_maintenance.pop(account_id, None)
-        keep = bool(margin.parts) or margin.mode is not self.config.default_mode
+        # a bankrupt account (no position, negative balance) keeps its record too
+        keep = below or bool(margin.parts) or margin.mode is not self.config.default_mode
         record = (margin.mode.value, equity, im, mm) if keep else None
         if record != margin.record:
             margin.record = record
             key = _KEY_ACCOUNT + account_id.to_bytes(8, "big")
             state.set_record(key, None if record is None else encode_trusted(list(record)))
-        if not keep and account_id in self.accounts and account_id not in self.below_maintenance:
+        if not keep and account_id in self.accounts:
             del self.accounts[account_id]
 
     def recompute_accounts(self, state: ExchangeState, account_ids: list[int]) -> None:
