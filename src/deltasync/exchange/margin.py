@@ -703,7 +703,8 @@ class MarginEngine:
             data = (packed + self._bias_three).to_bytes(24 * slots, "little")
             view = memoryview(data).cast("Q")
             worst_positions = min(view[:slots]) - _SLOT_BIAS
-            worst = min(view) - _SLOT_BIAS
+            worst = min(view[slots:]) - _SLOT_BIAS
+            worst = worst if worst < worst_positions else worst_positions
         else:
             worst_positions = worst = (
                 _packed_min(positions, slots, self._bias) if positions else 0
