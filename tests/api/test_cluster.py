@@ -63,6 +63,13 @@ async def _scenario(cluster: LocalCluster) -> None:
     leader = cluster.wait_leader()
     follower = next(node for node in urls if node != leader)
     other = next(node for node in urls if node not in (leader, follower))
+    # Price sources relay signed reports through the API; trading opens with the index.
+    feeder = asyncio.create_task(_oracle_feed(list(urls.values())))
+    async with Client(urls[leader], timeout_s=10) as probe:
+        async def index_known() -> bool:
+            return await probe.get_index_price("btc_usdc") is not None
+
+        await _until(index_known)
 
     # Accounts created through a follower; their keys work on every node.
     maker = Client(urls[follower], timeout_s=10)
@@ -140,6 +147,28 @@ async def _scenario(cluster: LocalCluster) -> None:
     await _until(roots_agree, 30)
     for client in (maker, watcher, survivor):
         await client.close()
+    feeder.cancel()
+
+
+async def _oracle_feed(urls: list[str]) -> None:
+    """The demo sources report BTC and ETH every second, through any node that answers."""
+    from deltasync.core.fixed import Price
+    from deltasync.exchange.assembly import demo_reports
+
+    prices = {"BTC": Price.parse("100000"), "ETH": Price.parse("3500")}
+    while True:
+        for report in demo_reports(prices, time.time_ns()):
+            params = {"source_id": report.source_id, "underlying": report.underlying,
+                      "price": Decimal(str(report.price)), "ts_ns": report.ts_ns,
+                      "signature": report.signature.hex()}
+            for url in urls:
+                try:
+                    async with Client(url, timeout_s=3) as relay:
+                        await relay.call("public/deltasync_oracle_report", params)
+                    break
+                except Exception:  # that node is down or busy: try the next one
+                    continue
+        await asyncio.sleep(1.0)
 
 
 async def _leader_known(client: Client) -> bool:

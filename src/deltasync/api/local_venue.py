@@ -100,6 +100,11 @@ class LocalVenue(StateReads):
 
     async def start(self) -> None:
         assert self._task is None, "already started"
+        if self.demo_oracle and self._oracle_due():
+            # Reports in one block, the index they form at the start of the next:
+            # the venue opens for trading before start() returns.
+            self._apply([])
+            self._apply([])
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._sequencer(), name="local-venue-sequencer")
 

@@ -196,11 +196,19 @@ class StateReads:
 
     def _index_raw(self, underlying: str) -> int | None:
         oracle_extension = self._extension("oracle")
-        if oracle_extension is not None:
+        if oracle_extension is not None:  # no index yet: None, not a made-up price
             price = oracle_extension.oracle.index_price(underlying)
-            if price is not None:
-                return int(price.raw)
+            return None if price is None else int(price.raw)
         return self.state.reference_prices.get(underlying)
+
+    def _trading_state(self, instrument: Instrument) -> str:
+        if not instrument.active:
+            return "closed"
+        oracle_extension = self._extension("oracle")
+        if oracle_extension is not None and oracle_extension.oracle.is_cancel_only(
+                instrument.underlying):
+            return "cancel_only"
+        return "open"
 
     def _margin_risk(self, instrument: Instrument) -> Any:
         """The margin engine's current figures for the instrument (mark, vol), if any."""
@@ -227,6 +235,9 @@ class StateReads:
     def _marks(self, instrument: Instrument, best_bid_raw: int | None = None,
                best_ask_raw: int | None = None) -> Marks | None:
         spot = self._index_raw(instrument.underlying)
+        margin = self._extension("margin")
+        if spot is None and margin is not None:  # the margin engine marks at its own spot
+            spot = margin.spot_raw(instrument.underlying)
         vol = self._vol_ppm(instrument)
         if spot is None or vol is None or spot <= 0 or vol <= 0:
             return None
@@ -251,7 +262,7 @@ class StateReads:
                             ask.price.raw if ask else None)
         return v.TickerView(
             instrument_name=name,
-            state="open" if instrument.active else "closed",
+            state=self._trading_state(instrument),
             timestamp_ms=now_ms,
             best_bid_price_raw=bid.price.raw if bid else None,
             best_bid_amount_raw=bid.amount.raw if bid else 0,
