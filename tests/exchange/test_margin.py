@@ -344,3 +344,26 @@ def test_an_edit_is_checked_with_its_old_order_released() -> None:
     assert type(repriced) is OrderEdited
     [[bigger]] = venue.block(EditOrder(10, order_id, Price.whole(6_500), Quantity.parse("1.5")))
     assert type(bigger) is OrderRejected and bigger.reason is RejectReason.INSUFFICIENT_MARGIN
+
+
+def test_a_call_spread_combo_needs_far_less_in_portfolio_mode() -> None:
+    from deltasync.core.fixed import Price, Quantity
+    from deltasync.exchange.commands import ComboLeg, PlaceCombo, Side
+    from deltasync.exchange.events import ComboFilled, ComboRejected
+
+    venue = RiskVenue()
+    venue.fund(11)
+    venue.fund(10, 12, usdc=6_000)
+    venue.block(SetMarginMode(12, MarginMode.PORTFOLIO))
+    venue.block(sell(11, CALL, "2", "5000"), buy(11, CALL_110, "2", "1000"))
+    legs = (ComboLeg(CALL, Side.BUY, 1), ComboLeg(CALL_110, Side.SELL, 1))
+    [[standard]] = venue.block(PlaceCombo(10, legs, Side.BUY, Quantity.whole(1), Price.whole(4_000)))
+    assert type(standard) is ComboRejected
+    assert standard.reason is RejectReason.INSUFFICIENT_MARGIN  # the short leg: 10 % + mark
+    [[portfolio, *_]] = venue.block(
+        PlaceCombo(12, legs, Side.BUY, Quantity.whole(1), Price.whole(4_000))
+    )
+    assert type(portfolio) is ComboFilled
+    assert venue.size(12, CALL) == 1_000_000 and venue.size(12, CALL_110) == -1_000_000
+    summary = venue.margin.summary(venue.state, 12)
+    assert summary is not None and 0 < summary.initial_margin <= summary.equity
