@@ -12,6 +12,9 @@
 - ``state_root_us_per_key``: cost of ``commit()`` (encode each changed record,
   update the Merkle map, recompute the root) per changed key, over a state of
   ~``root_state_keys`` keys.
+- when installed, the pricing and risk figures of ``bench_pricing`` and
+  ``bench_risk`` (``greeks_per_s``, ``apply_orders_per_s_with_margin``,
+  ``remargin_ms_10k_accounts``).
 
 Everything runs on one core in this process and is timed in CPU time of the
 process (``time.process_time``), so other load on a shared machine does not
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import random
 import time
@@ -224,12 +228,21 @@ def run(args: argparse.Namespace) -> int:
         "root_state_keys": root_keys,
         "accounts": 1_000 if quick else 10_000,
     }
-    try:
+    # Figures of the parts other modules own, when they are installed.
+    if importlib.util.find_spec("deltasync.cli.bench_pricing"):
         from deltasync.cli.bench_pricing import bench_greeks
-    except ImportError:
-        pass
-    else:
+
         figures["greeks_per_s"] = round(bench_greeks(2_000 if quick else 100_000))
+    if importlib.util.find_spec("deltasync.cli.bench_risk"):
+        from deltasync.cli import bench_risk
+
+        accounts = 1_000 if quick else 10_000
+        figures["apply_orders_per_s_with_margin"] = round(
+            bench_risk.bench_apply_orders_with_margin(accounts, 5 if quick else 20, args.seed)
+        )
+        figures["remargin_ms_10k_accounts"] = round(
+            bench_risk.bench_remargin_ms_10k(accounts, args.seed), 1
+        )
     figures["bench_seconds"] = round(time.perf_counter() - started, 1)
     if args.json:
         print(json.dumps(figures, sort_keys=True))
