@@ -441,3 +441,25 @@ def test_blocks_must_be_consecutive_and_time_monotone(venue: Venue) -> None:
     with pytest.raises(StateError):  # an unknown command type: refused before any change
         venue.state.apply_block(venue.height + 1, venue.time_ns + 1, [Deposit(A, Amount(1)), object()])
     assert venue.state.state_root() == root and venue.state.height == venue.height
+
+
+def test_queries_book_depth_recent_trades_and_summaries() -> None:
+    venue = Venue(genesis(limits={"recent_trades_per_instrument_max": 3}))
+    venue.fund(A, B)
+    venue.block(*(sell(A, CALL, "0.01", str(500 + i)) for i in range(5)),
+                *(buy(A, CALL, "0.02", str(400 - i)) for i in range(3)))
+    book = venue.state.book(CALL, depth=2)
+    assert book is not None
+    assert [(lvl.price, lvl.amount, lvl.orders) for lvl in book.asks] == [
+        (p("500"), q("0.01"), 1), (p("501"), q("0.01"), 1)]
+    assert [lvl.price for lvl in book.bids] == [p("400"), p("399")]
+    venue.one(buy(B, CALL, "0.05", "504"))
+    trades = venue.state.recent_trades_of(CALL, 10)
+    assert [t.price for t in trades] == [p("502"), p("503"), p("504")]  # bounded, newest last
+    assert venue.state.recent_trades_of(CALL, 1)[0].price == p("504")
+    summary = venue.state.account_summary(A)
+    assert summary is not None and summary.open_orders == 3 and summary.positions == 1
+    assert summary.available == Amount(summary.cash.raw - summary.locked.raw)
+    assert [o.price for o in venue.state.open_orders(A, CALL)] == [p("400"), p("399"), p("398")]
+    assert venue.state.open_orders(A, PUT) == [] and venue.state.book("nope") is None
+    assert [i.name for i in venue.state.list_instruments("ETH")][:1] == ["ETH_USDC-27NOV26-2500-C"]
