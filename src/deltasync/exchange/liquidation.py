@@ -156,6 +156,8 @@ class LiquidationEngine:
         for _, account_id in candidates:
             if handled == self.config.liquidation_accounts_per_block_max:
                 break
+            if account_id not in margin.below_maintenance:
+                continue  # restored meanwhile (a socialized loss moves other balances)
             account = state.accounts[account_id]
             underlyings = {
                 state.instruments[iid].underlying
