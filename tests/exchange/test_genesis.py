@@ -97,3 +97,13 @@ def test_fee_is_rate_of_underlying_capped_by_premium_share() -> None:
     assert instrument.fee_per_contract(300, reference, Price.whole(100).raw) == 125_000
     assert instrument.fee_per_contract(300, reference, Price.whole(1).raw) == 1_250
     assert instrument.fee_cap_per_contract(Price.whole(3).raw) == 3_750
+
+
+def test_reserve_is_premium_plus_fee_cap_on_every_tick() -> None:
+    for instrument in default_genesis().build_instruments()[::17]:
+        for price in range(instrument.tick_raw, 3_000 * instrument.tick_raw, 997 * instrument.tick_raw):
+            price = instrument.round_price_up(price)
+            assert instrument.reserve_per_contract(price) == (
+                instrument.premium_per_contract(price) + instrument.fee_cap_per_contract(price)
+            )
+            assert instrument.premium_per_contract(price) * 10**6 == price * instrument.contract_size_raw

@@ -113,7 +113,7 @@ class Account:
 
 def buy_reserve_per_contract(instrument: Instrument, price_raw: int) -> int:
     """What one contract bought at ``price_raw`` can cost at most: premium plus fee cap."""
-    return instrument.premium_per_contract(price_raw) + instrument.fee_cap_per_contract(price_raw)
+    return instrument.reserve_per_contract(price_raw)
 
 
 class RiskEngine(Protocol):
@@ -188,9 +188,12 @@ class SimpleCollateral:
         worst_short = position.open_sell_quantity - position.size
         if worst_short <= 0:
             return position.open_buy_reserve
-        return self._term(
-            instrument, position.size, position.open_sell_quantity, position.open_buy_reserve
-        )
+        per_contract = self._short_per_contract.get(instrument.instrument_id)
+        if per_contract is None:
+            per_contract = self.short_collateral_per_contract(instrument)
+        return position.open_buy_reserve + (
+            worst_short // instrument.contract_size_raw
+        ) * per_contract
 
     def check_order(
         self,

@@ -138,6 +138,11 @@ class Instrument:
         """The most fee one contract can pay at ``price_raw`` (rounded up)."""
         return -(-self.fee_cap_ppm * price_raw * self.contract_size_raw // FEE_DIVISOR)
 
+    def reserve_per_contract(self, price_raw: int) -> int:
+        """Premium plus fee cap of one contract bought at ``price_raw``: the most it can cost."""
+        notional = price_raw * self.contract_size_raw
+        return notional // NOTIONAL_DIVISOR - (-self.fee_cap_ppm * notional // FEE_DIVISOR)
+
     def fee_per_contract(self, rate_ppm: int, reference_price_raw: int, price_raw: int) -> int:
         """Deribit's option fee: a rate of the underlying, capped at a share of the premium."""
         by_rate = -(-rate_ppm * reference_price_raw * self.contract_size_raw // FEE_DIVISOR)

@@ -84,7 +84,6 @@ from deltasync.exchange.accounts import (
     Position,
     RiskEngine,
     SimpleCollateral,
-    buy_reserve_per_contract,
 )
 from deltasync.exchange.book import BUY, SELL, Book, Fill, Order
 from deltasync.exchange.commands import (
@@ -770,7 +769,7 @@ class ExchangeState:
                 taker_fee_c = fee_per_contract(taker_rate, reference, price)
                 maker_fee_c = fee_per_contract(maker_rate, reference, price)
                 if side == SELL:
-                    reserve_c = buy_reserve_per_contract(instrument, price)
+                    reserve_c = instrument.reserve_per_contract(price)
             contracts = quantity // cs
             premium = contracts * premium_c
             taker_fee = contracts * taker_fee_c
@@ -885,7 +884,7 @@ class ExchangeState:
             position.open_buy_quantity += order.remaining
             position.open_buy_reserve += (
                 order.remaining // instrument.contract_size_raw
-            ) * buy_reserve_per_contract(instrument, order.price)
+            ) * instrument.reserve_per_contract(order.price)
         else:
             position.open_sell_quantity += order.remaining
         self._refresh(account, position, instrument)
@@ -908,7 +907,7 @@ class ExchangeState:
             position.open_buy_quantity -= quantity
             position.open_buy_reserve -= (
                 quantity // instrument.contract_size_raw
-            ) * buy_reserve_per_contract(instrument, order.price)
+            ) * instrument.reserve_per_contract(order.price)
         else:
             position.open_sell_quantity -= quantity
         return position
@@ -1107,7 +1106,7 @@ class ExchangeState:
             position.open_buy_quantity += order.remaining
             position.open_buy_reserve += (
                 order.remaining // instrument.contract_size_raw
-            ) * buy_reserve_per_contract(instrument, order.price)
+            ) * instrument.reserve_per_contract(order.price)
         else:
             position.open_sell_quantity += order.remaining
         self._refresh(account, position, instrument)
@@ -1446,7 +1445,7 @@ class ExchangeState:
                 position.open_buy_quantity += order.remaining
                 position.open_buy_reserve += (
                     order.remaining // instrument.contract_size_raw
-                ) * buy_reserve_per_contract(instrument, order.price)
+                ) * instrument.reserve_per_contract(order.price)
             else:
                 position.open_sell_quantity += order.remaining
         for account in state.accounts.values():
@@ -1540,7 +1539,7 @@ class ExchangeState:
             if order.side == BUY:
                 entry[0] += order.remaining
                 entry[2] += (order.remaining // instrument.contract_size_raw) * (
-                    buy_reserve_per_contract(instrument, order.price)
+                    instrument.reserve_per_contract(order.price)
                 )
             else:
                 entry[1] += order.remaining
