@@ -26,7 +26,7 @@ from deltasync.exchange.commands import (
 )
 from deltasync.exchange.events import OrderAccepted
 from deltasync.exchange.genesis import default_genesis
-from deltasync.exchange.state import ExchangeState
+from deltasync.exchange.state import ExchangeState, command_priority, sequence_indexes
 
 from .helpers import CALL, CALL_105, PUT, SECOND_NS
 
@@ -108,6 +108,7 @@ def test_invariants_hold_after_every_block(blocks: list[list[Any]]) -> None:
     for height, block in enumerate(blocks, start=2):
         now = time_ns + height * SECOND_NS
         commands = [resolve(action, known, now) for action in block]
+        assert sequence_indexes(commands) == sequence_indexes(commands, command_priority)
         result = state.apply_block(height, now, commands)
         for events in result.events:
             known += [(e.account, e.order_id) for e in events if isinstance(e, OrderAccepted)]

@@ -211,8 +211,8 @@ class SimpleCollateral:
             size, open_sell = position.size, position.open_sell_quantity
             reserve, before = position.open_buy_reserve, position.requirement
         if side == 1:
-            reserve += (amount_raw // instrument.contract_size_raw) * buy_reserve_per_contract(
-                instrument, price_raw
+            reserve += (amount_raw // instrument.contract_size_raw) * (
+                instrument.reserve_per_contract(price_raw)
             )
         else:
             open_sell += amount_raw

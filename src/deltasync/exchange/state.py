@@ -269,15 +269,24 @@ def command_priority(command: object) -> int:
 
 
 def sequence_indexes(
-    commands: Sequence[object], priority: Callable[[object], int] = command_priority
+    commands: Sequence[object], priority: Callable[[object], int] | None = None
 ) -> list[int]:
     """The applied order as indexes into ``commands`` (stable inside each class)."""
-    classes = [priority(command) for command in commands]
+    if priority is None:  # the trading rule, inlined (one pass, no call per command)
+        by_type = _PRIORITY_BY_TYPE
+        classes = [
+            (1 if command.post_only else 2)  # type: ignore[attr-defined]
+            if (kind := type(command)) is PlaceOrder or kind is EditOrder
+            else by_type.get(kind, 2)
+            for command in commands
+        ]
+    else:
+        classes = [priority(command) for command in commands]
     return sorted(range(len(commands)), key=classes.__getitem__)
 
 
 def sequence_block(
-    commands: Sequence[object], priority: Callable[[object], int] = command_priority
+    commands: Sequence[object], priority: Callable[[object], int] | None = None
 ) -> list[object]:
     """``commands`` in the in-block order the state machine applies them."""
     return [commands[index] for index in sequence_indexes(commands, priority)]
@@ -395,7 +404,7 @@ class ExchangeState:
         for extension in self.extensions:
             start_events += extension.on_block_start(self, ctx)
         assert ctx.position < END_HOOK_POSITION, "block-start hooks used too many log positions"
-        order = sequence_indexes(commands, self.priority_of)
+        order = sequence_indexes(commands, self.priority_of if self._priorities else None)
         per_command: list[tuple[Any, ...]] = [()] * len(commands)
         apply = self.apply
         for position, index in enumerate(order):
