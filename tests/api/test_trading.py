@@ -213,3 +213,30 @@ def test_deltasync_methods_state_root_proof_and_status() -> None:
             await client.close()
 
     asyncio.run(main())
+
+
+def test_one_websocket_pipelines_commands_in_order() -> None:
+    async def main() -> None:
+        async with running() as server:
+            client = await new_client(server)
+            venue = server.venue
+            blocks_before = venue.blocks_applied
+            # Twenty orders sent back to back on one connection, without waiting.
+            placed = await asyncio.gather(*(
+                client.buy(CALL, "0.01", str(500 + i), post_only=True) for i in range(20)))
+            ids = [int(result.order.order_id) for result in placed]
+            assert ids == sorted(ids)  # sequenced in the order they were sent
+            assert venue.blocks_applied - blocks_before < 20  # they shared blocks
+
+            # A read sent after commands sees them; a cancel never overtakes an
+            # earlier order in the block's cancels-first ordering.
+            opens, cancelled, after = await asyncio.gather(
+                client.get_open_orders(), client.cancel_all(), client.get_open_orders())
+            assert len(opens) == 20 and cancelled == 20 and after == []
+            rest, count = await asyncio.gather(client.buy(CALL, "0.01", "700"),
+                                               client.cancel_all())
+            assert rest.order.order_state == "open" and count == 1
+            assert await client.get_open_orders() == []
+            await client.close()
+
+    asyncio.run(main())

@@ -196,13 +196,16 @@ class LocalVenue(StateReads):
     # --- commands -------------------------------------------------------------------
 
     async def _enqueue(self, account_id: int, api_command: v.VenueCommand | None,
-                       command: xc.Command, request_id: str | None) -> v.CommandResult:
+                       command: xc.Command, request_id: str | None,
+                       on_queued: Callable[[], None] | None = None) -> v.CommandResult:
         if self._task is None or self._task.done():
             raise ApiError(errors.TEMPORARILY_UNAVAILABLE, {"reason": "venue not running"})
         key = (account_id, request_id) if request_id else None
         if key is not None:
             earlier = self._answers.get(key)
             if earlier is not None:
+                if on_queued is not None:
+                    on_queued()
                 return await asyncio.shield(earlier)
         if len(self._queue) >= QUEUE_COMMANDS_MAX:
             raise ApiError(errors.MATCHING_ENGINE_QUEUE_FULL)
@@ -213,16 +216,19 @@ class LocalVenue(StateReads):
                 self._answers.popitem(last=False)
         self._queue.append(_Pending(account_id, api_command, command, future, key))
         self._wake.set()
+        if on_queued is not None:
+            on_queued()
         return await asyncio.shield(future)
 
     async def submit(self, account_id: int, command: v.VenueCommand,
-                     request_id: str | None = None) -> v.CommandResult:
+                     request_id: str | None = None,
+                     on_queued: Callable[[], None] | None = None) -> v.CommandResult:
         try:
             exchange_command = ReadModel.to_exchange(account_id, command, self.state.time_ns)
         except DeltasyncError as exc:
             raise ApiError(errors.INVALID_PARAMS, {key: str(value) for key, value
                                                    in exc.fields.items()}) from None
-        return await self._enqueue(account_id, command, exchange_command, request_id)
+        return await self._enqueue(account_id, command, exchange_command, request_id, on_queued)
 
     async def create_account(self, deposit_raw: int) -> int:
         account_id = self._next_account

@@ -51,6 +51,7 @@ class Call:
     params: Params
     principal: Principal | None
     session: Session | None  # the WebSocket session, None over HTTP
+    on_queued: Callable[[], None] | None = None  # see Venue.submit
 
     @property
     def account_id(self) -> int:
@@ -94,7 +95,8 @@ class Methods:
 
     async def _submit(self, call: Call, command: VenueCommand) -> CommandResult:
         request_id = call.params.optional_string("request_id", max_len=64)
-        result = await self.venue.submit(call.account_id, command, request_id)
+        result = await self.venue.submit(call.account_id, command, request_id,
+                                         on_queued=call.on_queued)
         if result.rejection is not None:
             raise rejection_error(result.rejection.reason, result.rejection.detail)
         return result
@@ -361,7 +363,7 @@ async def _oracle_report(m: Methods, call: Call) -> Any:
         report = OracleReport(source_id, underlying, Price(price_raw), ts_ns, slices, signature)
     except (ValueError, TypeError, DeltasyncError) as exc:
         raise errors.invalid_param("report", str(exc)[:200]) from None
-    result = await m.venue.submit(0, SubmitOracleReport(report))
+    result = await m.venue.submit(0, SubmitOracleReport(report), on_queued=call.on_queued)
     if result.rejection is not None:
         raise rejection_error(result.rejection.reason, result.rejection.detail)
     return {"accepted": True, "height": result.height}
@@ -688,6 +690,30 @@ PUBLIC: dict[str, Handler] = {
     "deltasync_create_account": _create_account,
     "deltasync_oracle_report": _oracle_report,
 }
+
+# Commands that change state: on a WebSocket they are pipelined (see ApiServer).
+WRITE_METHODS = frozenset({
+    "private/buy", "private/sell", "private/edit", "private/cancel", "private/cancel_all",
+    "private/cancel_all_by_instrument", "private/cancel_all_by_currency",
+    "private/cancel_by_label", "public/deltasync_oracle_report",
+})
+
+_CANCEL_METHODS = frozenset({
+    "private/cancel", "private/cancel_all", "private/cancel_all_by_instrument",
+    "private/cancel_all_by_currency", "private/cancel_by_label", "public/deltasync_oracle_report",
+})
+
+
+def write_class(method: str, params: Any) -> int:
+    """The in-block sequencing class a command will get (exchange.state.command_priority):
+    0 cancels (and oracle reports), 1 post-only orders and edits, 2 everything else.
+    A pipelined command may not overtake an earlier one of a higher class."""
+    if method in _CANCEL_METHODS:
+        return 0
+    if isinstance(params, dict) and params.get("post_only") in (True, "true"):
+        return 1
+    return 2
+
 
 PRIVATE: dict[str, Handler] = {
     "buy": _buy,

@@ -29,6 +29,7 @@ import hmac
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -121,23 +122,29 @@ class NodeVenue(StateReads):
                 self._request_ids.popitem(last=False)
         return pair
 
-    async def _submit(self, account_id: int, command: xc.Command,
-                      request_id: str | None) -> v.CommandResult:
-        from deltasync.node.server import RequestTimeout
-
+    async def _submit(self, account_id: int, command: Any, request_id: str | None,
+                      on_queued: Callable[[], None] | None = None) -> v.CommandResult:
         session, request = self._session_request(account_id, request_id)
         try:
-            answer = await self.server.submit(command, session=session, request=request)
+            wire = self.server.core.codec.encode(command)
         except CodecError:  # e.g. an oracle report on a node whose machine has no oracle
             raise ApiError(errors.NOT_IMPLEMENTED, {
                 "reason": f"this cluster does not take {type(command).__name__} commands"}
             ) from None
-        except RequestTimeout as exc:
-            if exc.fields.get("reason") == "too many pending requests":
-                raise ApiError(errors.MATCHING_ENGINE_QUEUE_FULL) from None
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        def done(answer: Answer) -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        if not self.server.submit_nowait(wire, session, request, done):
+            raise ApiError(errors.MATCHING_ENGINE_QUEUE_FULL)
+        if on_queued is not None:
+            on_queued()
+        answer = await asyncio.shield(future)
+        if answer.error == "timeout":
             raise ApiError(errors.TEMPORARILY_UNAVAILABLE,
-                           {"reason": "not committed in time; retry with the same request_id"}
-                           ) from None
+                           {"reason": "not committed in time; retry with the same request_id"})
         if answer.error is not None:
             raise ApiError(errors.TEMPORARILY_UNAVAILABLE, {"reason": answer.error})
         known = self._results.get((session, request))
@@ -160,13 +167,14 @@ class NodeVenue(StateReads):
         return v.CommandResult(height=answer.height, rejection=rejection, order=order)
 
     async def submit(self, account_id: int, command: v.VenueCommand,
-                     request_id: str | None = None) -> v.CommandResult:
+                     request_id: str | None = None,
+                     on_queued: Callable[[], None] | None = None) -> v.CommandResult:
         try:
             exchange_command = ReadModel.to_exchange(account_id, command, self.state.time_ns)
         except DeltasyncError as exc:
             raise ApiError(errors.INVALID_PARAMS,
                            {key: str(value) for key, value in exc.fields.items()}) from None
-        return await self._submit(account_id, exchange_command, request_id)
+        return await self._submit(account_id, exchange_command, request_id, on_queued)
 
     async def create_account(self, deposit_raw: int) -> int:
         if not 1 <= self.node_id < limits.accounts_max // ACCOUNTS_PER_NODE:

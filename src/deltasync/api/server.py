@@ -11,8 +11,9 @@ Every answer carries ``jsonrpc``, ``id``, ``result`` or ``error``, ``usIn``,
 parse errors, unknown methods and bad params are JSON-RPC errors; an
 exception in a handler is logged and answered with -32603; a handler that
 takes longer than ``api_request_timeout_s`` is answered with 13028. Requests
-on one WebSocket are handled in the order they arrive (so a ``buy`` followed
-by a ``cancel`` is sequenced in that order).
+on one WebSocket are pipelined but keep their order: commands are sequenced
+in the order they arrived (a ``buy`` then a ``cancel`` stays in that order),
+and any other request sees every command sent before it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -30,7 +32,7 @@ from deltasync.api import errors
 from deltasync.api.auth import Authenticator, KeyStore, Principal
 from deltasync.api.errors import ApiError
 from deltasync.api.jsonio import JsonError, dumps, loads
-from deltasync.api.methods import Call, Methods
+from deltasync.api.methods import WRITE_METHODS, Call, Methods, write_class
 from deltasync.api.params import Params
 from deltasync.api.ratelimit import CreditBuckets, RateLimit
 from deltasync.api.subscriptions import Hub, Session
@@ -38,6 +40,8 @@ from deltasync.api.venue import Venue
 from deltasync.core import limits
 
 log = logging.getLogger(__name__)
+
+WS_REQUESTS_INFLIGHT_MAX = 256  # per connection; beyond it the server stops reading
 
 _HTTP_STATUS = {
     errors.UNAUTHORIZED: 401,
@@ -128,14 +132,14 @@ class ApiServer:
 
     async def _dispatch(
         self, method: Any, params: Any, principal: Principal | None, session: Session | None,
-        caller: str,
+        caller: str, on_queued: Callable[[], None] | None = None,
     ) -> Any:
         if type(method) is not str or not method or len(method) > 128:
             raise ApiError(errors.INVALID_REQUEST, {"reason": "method must be a string"})
         bucket = principal.client_id if principal is not None else caller
         if not self.buckets.try_spend(bucket):
             raise ApiError(errors.TOO_MANY_REQUESTS)
-        call = Call(method, Params(params), principal, session)
+        call = Call(method, Params(params), principal, session, on_queued)
         try:
             return await asyncio.wait_for(self.methods.call(call), self.request_timeout_s)
         except ApiError:
@@ -252,7 +256,13 @@ class ApiServer:
                 transport.abort()
 
         session.on_overflow = drop_slow_consumer
-        heartbeat: asyncio.Task[Any] | None = None
+        inflight = asyncio.Semaphore(WS_REQUESTS_INFLIGHT_MAX)
+        handlers: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            handlers.discard(task)
+            inflight.release()
+
         try:
             async for message in ws:
                 if message.type is not WSMsgType.TEXT:
@@ -262,10 +272,15 @@ class ApiServer:
                     continue
                 if session.closed:
                     break
-                heartbeat = await self._ws_request(message.data, session, heartbeat)
+                await inflight.acquire()  # backpressure: stop reading while too many run
+                task = asyncio.create_task(self._ws_request(message.data, session))
+                handlers.add(task)
+                task.add_done_callback(finished)
         finally:
-            if heartbeat is not None:
-                heartbeat.cancel()
+            for task in list(handlers):
+                task.cancel()  # queued commands still apply; only their answers are dropped
+            if session.heartbeat is not None:
+                session.heartbeat.cancel()
             self.hub.drop_session(session)
             self.sessions.discard(session)
             session.close()
@@ -274,11 +289,27 @@ class ApiServer:
             await ws.close()
         return ws
 
-    async def _ws_request(
-        self, text: str, session: Session, heartbeat: asyncio.Task[Any] | None
-    ) -> asyncio.Task[Any] | None:
+    async def _ws_request(self, text: str, session: Session) -> None:
+        """One WebSocket request, pipelined in arrival order.
+
+        Requests take the session's gate in the order they arrived. A trading
+        command gives the gate back as soon as the venue has queued it, so the
+        next command can be queued behind it while the first one commits; any
+        other request keeps the gate and first waits for the session's queued
+        commands to finish, so it sees their effects (read-your-writes per
+        connection) and runs before anything sent after it.
+        """
         us_in = _now_us()
         request_id: Any = None
+        await session.gate.acquire()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                session.gate.release()
+
         try:
             payload = _parse(text)
             if not isinstance(payload, dict):
@@ -286,23 +317,45 @@ class ApiServer:
             request_id = payload.get("id")
             method = payload.get("method")
             params = payload.get("params")
-            if method in ("public/set_heartbeat", "public/disable_heartbeat"):
-                heartbeat = self._heartbeat(session, method, params, heartbeat)
-                result: Any = "ok"
+            if method in WRITE_METHODS:
+                # The state machine sorts a block's commands by class (cancels first):
+                # a command of a lower class than one still in flight would overtake
+                # it in a shared block, so it waits for the earlier ones to finish.
+                klass = write_class(method, params)
+                if any(session.write_classes[k] for k in range(klass + 1, 3)):
+                    await session.writes_idle.wait()
+                session.writes_inflight += 1
+                session.write_classes[klass] += 1
+                session.writes_idle.clear()
+                try:
+                    result: Any = await self._dispatch(method, params, session.principal, session,
+                                                       session.name, on_queued=release)
+                finally:
+                    release()
+                    session.writes_inflight -= 1
+                    session.write_classes[klass] -= 1
+                    if session.writes_inflight == 0:
+                        session.writes_idle.set()
             else:
-                result = await self._dispatch(method, params, session.principal, session,
-                                              session.name)
+                await session.writes_idle.wait()
+                if method in ("public/set_heartbeat", "public/disable_heartbeat"):
+                    self._heartbeat(session, method, params)
+                    result = "ok"
+                else:
+                    result = await self._dispatch(method, params, session.principal, session,
+                                                  session.name)
             session.push(dumps(self._envelope(request_id, us_in, result)))
         except ApiError as error:
             session.push(dumps(self._envelope(request_id, us_in, error=error)))
-        return heartbeat
+        finally:
+            release()
 
-    def _heartbeat(self, session: Session, method: str, params: Any,
-                   current: asyncio.Task[Any] | None) -> asyncio.Task[Any] | None:
-        if current is not None:
-            current.cancel()
+    def _heartbeat(self, session: Session, method: str, params: Any) -> None:
+        if session.heartbeat is not None:
+            session.heartbeat.cancel()
+            session.heartbeat = None
         if method == "public/disable_heartbeat":
-            return None
+            return
         interval = Params(params).integer("interval", low=10, high=3600)
 
         async def beat() -> None:
@@ -311,7 +364,7 @@ class ApiServer:
                 session.push(dumps({"jsonrpc": "2.0", "method": "heartbeat",
                                     "params": {"type": "test_request"}}))
 
-        return asyncio.create_task(beat())
+        session.heartbeat = asyncio.create_task(beat())
 
     async def _ws_writer(self, ws: web.WebSocketResponse, session: Session) -> None:
         try:

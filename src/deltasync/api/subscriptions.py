@@ -71,6 +71,14 @@ class Session:
         self.closed = False
         self.overflowed = False
         self.on_overflow: Callable[[], None] | None = None
+        # Pipelining (see ApiServer._ws_request): requests take the gate in arrival
+        # order; a trading command gives it back once the venue has queued it.
+        self.gate = asyncio.Lock()
+        self.writes_inflight = 0
+        self.write_classes = [0, 0, 0]  # in-flight commands per sequencing class
+        self.writes_idle = asyncio.Event()
+        self.writes_idle.set()
+        self.heartbeat: asyncio.Task[None] | None = None
 
     def push(self, text: str) -> bool:
         if self.closed:

@@ -20,7 +20,7 @@ replicated money (implied volatility, Greeks, commission rates) are
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -357,8 +357,16 @@ class Venue(Protocol):
     demo_mode: bool
 
     async def submit(
-        self, account_id: int, command: VenueCommand, request_id: str | None = None
-    ) -> CommandResult: ...
+        self,
+        account_id: int,
+        command: VenueCommand,
+        request_id: str | None = None,
+        on_queued: Callable[[], None] | None = None,
+    ) -> CommandResult:
+        """Put a command through the log. ``on_queued`` is called once the command
+        holds its place in the venue's order (before it is applied), so a caller
+        may pipeline the next command without reordering them."""
+        ...
 
     async def create_account(self, deposit_raw: int) -> int: ...
 
