@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--data-dir", type=Path, required=True)
     up.add_argument("--base-port", type=int, default=7100)
-    up.add_argument("--demo-mode", action="store_true", help="allow account creation with deposits")
+    up.add_argument(
+        "--demo-mode", action="store_true",
+        help="allow account creation with deposits, and publish demo oracle prices",
+    )
     up.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a leader")
     up.add_argument("--json", action="store_true")
     status = sub.add_parser("status", help="role, term, commit index, height, root per node")
@@ -68,7 +71,8 @@ def load_cluster(data_dir: Path) -> dict[str, Any]:
 
 
 def write_configs(
-    data_dir: Path, nodes: int, base_port: int, demo_mode: bool, extra: dict[str, Any] | None = None
+    data_dir: Path, nodes: int, base_port: int, demo_mode: bool, extra: dict[str, Any] | None = None,
+    demo_oracle: bool = False,
 ) -> dict[str, Any]:
     """Write cluster.json and one config.json per node; returns the cluster description."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -89,6 +93,7 @@ def write_configs(
             "api_peers": api_peers,
             "cluster_secret_hex": secret,
             "demo_mode": demo_mode,
+            "demo_oracle": demo_oracle,
             "seed": i,
             **(extra or {}),
         }
@@ -225,7 +230,9 @@ def run(args: argparse.Namespace) -> int:
             if (data_dir / "cluster.json").exists():
                 cluster = load_cluster(data_dir)
             else:
-                cluster = write_configs(data_dir, args.nodes, args.base_port, args.demo_mode)
+                cluster = write_configs(
+                    data_dir, args.nodes, args.base_port, args.demo_mode, demo_oracle=args.demo_mode
+                )
             for node_id in cluster["nodes"]:
                 start_node(data_dir, node_id)
             leader = wait_for_leader(data_dir, args.timeout)

@@ -48,6 +48,7 @@ class NodeConfig:
     api_peers: dict[int, str] = field(default_factory=dict)
     cluster_secret: bytes = b""
     demo_mode: bool = False
+    demo_oracle: bool = False  # the leader publishes demo oracle reports (quickstarts)
     tick_ms: int = 10
     election_ticks: int = 20
     heartbeat_ticks: int = 2
@@ -86,6 +87,7 @@ class NodeConfig:
             api_peers={int(k): str(v) for k, v in raw.get("api_peers", {}).items()},
             cluster_secret=secret,
             demo_mode=bool(raw.get("demo_mode", False)),
+            demo_oracle=bool(raw.get("demo_oracle", False)),
             tick_ms=int(raw.get("tick_ms", 10)),
             election_ticks=int(raw.get("election_ticks", 20)),
             heartbeat_ticks=int(raw.get("heartbeat_ticks", 2)),
@@ -121,6 +123,7 @@ class NodeConfig:
             "api_peers": {str(k): v for k, v in sorted(self.api_peers.items())},
             "cluster_secret_hex": self.cluster_secret.hex(),
             "demo_mode": self.demo_mode,
+            "demo_oracle": self.demo_oracle,
             "tick_ms": self.tick_ms,
             "election_ticks": self.election_ticks,
             "heartbeat_ticks": self.heartbeat_ticks,

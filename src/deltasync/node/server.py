@@ -106,6 +106,8 @@ class NodeServer:
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._ticker()))
         self._tasks.append(loop.create_task(self._status_writer()))
+        if self.config.demo_oracle:
+            self._tasks.append(loop.create_task(self._demo_oracle()))
         if self.config.gateway_address is not None:
             from deltasync.node.gateway import GatewayServer
 
@@ -275,6 +277,28 @@ class NodeServer:
         except TimeoutError:
             self._reads.pop(context, None)
             raise RequestTimeout(reason="read index not confirmed in time") from None
+
+    async def _demo_oracle(self) -> None:
+        """Demo clusters only: while leader, publish signed reports from the public demo
+        sources every second (a slow random walk from the genesis reference prices), so a
+        quickstart can trade at once. They enter the log like any client's commands."""
+        from deltasync.core.fixed import Price
+        from deltasync.exchange.assembly import demo_reports
+
+        walk = random.Random(self.config.seed)
+        prices = {spec.name: spec.reference_price_raw for spec in self.genesis.underlyings}
+        while True:
+            await asyncio.sleep(1.0)
+            if self.core.raft.role.value != "leader":
+                continue
+            for name in prices:
+                prices[name] = max(1, prices[name] * (10_000 + walk.randint(-20, 20)) // 10_000)
+            now = self.core.settings.block_time(time.time_ns())
+            for report in demo_reports({n: Price(p) for n, p in prices.items()}, now):
+                try:
+                    await self.submit(report)
+                except RequestTimeout:
+                    log.warning("demo oracle report not committed in time")
 
     # --- status -----------------------------------------------------------------------
 
