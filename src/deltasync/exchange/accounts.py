@@ -216,7 +216,9 @@ class SimpleCollateral:
             )
         else:
             open_sell += amount_raw
-        after = self._term(instrument, size, open_sell, reserve)
+        after = (
+            reserve if open_sell <= size else self._term(instrument, size, open_sell, reserve)
+        )
         if account.locked - before + after > account.cash:
             return RejectReason.INSUFFICIENT_FUNDS
         return None

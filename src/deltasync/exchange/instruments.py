@@ -108,7 +108,15 @@ class Instrument:
         return tick
 
     def is_valid_price(self, price_raw: int) -> bool:
-        return price_raw > 0 and price_raw % self.tick_for(price_raw) == 0
+        if price_raw <= 0:
+            return False
+        tick = self.tick_raw
+        for tier in self.tick_tiers:  # tick_for, inlined: checked for every order
+            if price_raw > tier.above_price_raw:
+                tick = tier.tick_raw
+            else:
+                break
+        return price_raw % tick == 0
 
     def round_price_down(self, price_raw: int) -> int:
         """The largest valid price <= ``price_raw`` (0 if none)."""

@@ -896,7 +896,10 @@ class ExchangeState:
             ) * instrument.reserve_per_contract(order.price)
         else:
             position.open_sell_quantity += order.remaining
-        self._refresh(account, position, instrument)
+        requirement = self.risk.position_requirement(instrument, position)
+        if requirement != position.requirement:
+            account.locked += requirement - position.requirement
+            position.requirement = requirement
         if order.time_in_force == 2:  # good-til-time
             heap = self._gtt_heap
             if len(heap) > 2 * len(self.orders) + 1024:
