@@ -268,3 +268,17 @@ def test_a_failing_handler_is_an_internal_error_not_a_dead_server() -> None:
             assert "result" in body
 
     asyncio.run(main())
+
+
+def test_an_unencodable_result_is_an_internal_error() -> None:
+    async def main() -> None:
+        async with running() as server:
+            async def weird(*args: object, **kwargs: object) -> object:
+                return {"not": "json", "x": object()}
+
+            server.venue.cluster_status = weird  # type: ignore[method-assign]
+            status, body = await raw_get(server, "/api/v2/public/deltasync_cluster_status?id=4")
+            assert status == 500 and body["error"]["code"] == -32603 and body["id"] == "4"
+            assert server.internal_errors == 1
+
+    asyncio.run(main())

@@ -167,11 +167,22 @@ class ApiServer:
 
     # --- HTTP ---------------------------------------------------------------------------
 
+    def _text(self, body: dict[str, Any]) -> tuple[str, int | None]:
+        """The JSON of an answer and its error code (None: a result). A result that
+        cannot be encoded is a bug: it is logged and answered with -32603."""
+        try:
+            return dumps(body), body["error"]["code"] if "error" in body else None
+        except (TypeError, ValueError, RecursionError):
+            self.internal_errors += 1
+            log.exception("answer not encodable")
+            error = self._envelope(body.get("id"), body["usIn"],
+                                   error=ApiError(errors.INTERNAL_ERROR))
+            return dumps(error), errors.INTERNAL_ERROR
+
     def _reply(self, body: dict[str, Any]) -> web.Response:
-        status = 200
-        if "error" in body:
-            status = _HTTP_STATUS.get(body["error"]["code"], 400)
-        return web.Response(text=dumps(body), status=status, content_type="application/json")
+        text, code = self._text(body)
+        status = 200 if code is None else _HTTP_STATUS.get(code, 400)
+        return web.Response(text=text, status=status, content_type="application/json")
 
     async def _read_body(self, request: web.Request) -> str:
         if (request.content_length or 0) > limits.http_body_bytes_max:
@@ -344,9 +355,9 @@ class ApiServer:
                 else:
                     result = await self._dispatch(method, params, session.principal, session,
                                                   session.name)
-            session.push(dumps(self._envelope(request_id, us_in, result)))
+            session.push(self._text(self._envelope(request_id, us_in, result))[0])
         except ApiError as error:
-            session.push(dumps(self._envelope(request_id, us_in, error=error)))
+            session.push(self._text(self._envelope(request_id, us_in, error=error))[0])
         finally:
             release()
 
