@@ -73,6 +73,12 @@ def test_orders_trades_positions_and_account_over_websocket() -> None:
                 await maker.cancel(order.order_id)
             assert gone.value.code == 10004
 
+            # a label with characters that need percent-encoding, over signed HTTP GET
+            labelled = await taker_http.buy(PUT, "0.01", "1000", post_only=True,
+                                            label="a b/c%d+é")
+            assert labelled.order.label == "a b/c%d+é"
+            assert await taker_http.cancel_by_label("a b/c%d+é") == 1
+
             # another account's order is invisible and cannot be cancelled
             other = await maker.sell(CALL_HIGH, "0.01", "1500", post_only=True)
             with pytest.raises(ApiError) as hidden:

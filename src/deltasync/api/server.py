@@ -202,7 +202,8 @@ class ApiServer:
         header = request.headers.get("Authorization")
         if not header:
             return None
-        return self.auth.http_header(header, request.method, request.path_qs, body)
+        # The URI exactly as sent: the client signed its own percent-encoding.
+        return self.auth.http_header(header, request.method, request.raw_path, body)
 
     async def _http_method(self, request: web.Request) -> web.Response:
         us_in = _now_us()

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import yarl
 
 from deltasync.client.types import (
     AccountSummary,
@@ -238,7 +239,9 @@ class Client:
         headers = {"Content-Type": "application/json"} if body else {}
         if authenticate:
             headers["Authorization"] = await self._authorization(http_method, uri, body)
-        async with self._session().request(http_method, self.base_url + uri, data=body or None,
+        # encoded=True: the URI goes out byte for byte as signed (no re-quoting).
+        url = yarl.URL(self.base_url + uri, encoded=True)
+        async with self._session().request(http_method, url, data=body or None,
                                            headers=headers) as response:
             payload = _loads(await response.text())
         if "error" in payload:
