@@ -15,7 +15,7 @@ from deltasync.core.fixed import (
     notional,
 )
 
-raws = st.integers(min_value=-(2**62), max_value=2**62)
+raws = st.integers(min_value=-(2**61), max_value=2**61)
 
 
 def test_parse_and_format_exactly() -> None:
