@@ -222,7 +222,7 @@ class ApiServer:
                 else:
                     params = payload
             else:
-                params = dict(request.query)
+                params = {key: _query_value(key, value) for key, value in request.query.items()}
                 request_id = params.pop("id", None)
             principal = self._http_principal(request, body)
             result = await self._dispatch(method, params, principal, None, _peer(request))
@@ -396,6 +396,14 @@ def _parse(text: str) -> Any:
         return loads(text)
     except JsonError as exc:
         raise ApiError(errors.PARSE_ERROR, {"reason": str(exc)[:200]}) from None
+
+
+_JSON_QUERY_PARAMS = frozenset({"trades", "channels", "vol_surface"})
+
+
+def _query_value(key: str, value: str) -> Any:
+    """GET parameters are strings; the array parameters travel as JSON text."""
+    return _parse(value) if key in _JSON_QUERY_PARAMS else value
 
 
 def _peer(request: web.Request) -> str:
