@@ -1,16 +1,22 @@
-"""A single-process venue: ``ExchangeState`` behind a sequencer loop, no replication.
+"""A single-process venue: the full exchange behind a sequencer loop, no replication.
 
 Used by the API tests and by a one-node development mode. Submitted commands
 wait in a bounded queue; the sequencer collects them for up to
 ``block_interval_s`` (at most ``block_commands_max`` per block), stamps the
 block with a time that never goes backwards (the wall clock: this is an I/O
-layer), applies the block, folds its events into the ``ReadModel`` and wakes
-each submitter with its command's result. Retried commands with the same
-``(account, request_id)`` get the original answer and are applied once.
+layer), applies the block and wakes each submitter with its command's result
+(``StateReads.fold_block`` turns the block into views and subscription
+updates). Retried commands with the same ``(account, request_id)`` get the
+original answer and are applied once.
 
-The replicated node implements the same ``Venue`` protocol with consensus
-between the queue and ``apply_block``; ``ReadModel`` and the view builders
-here are meant to be shared by both.
+The machine is ``exchange.assembly.new_exchange`` (oracle, margin, settlement,
+liquidation). With ``demo_oracle`` the venue itself relays signed reports of
+the public demo price sources every ``oracle_interval_s`` (prices from
+``set_demo_price``), so trading is open when ``start()`` returns; without it,
+prices come from ``public/deltasync_oracle_report`` like on a cluster.
+
+The replicated node's venue is ``node_venue.NodeVenue``: the same reads, with
+consensus between the queue and ``apply_block``.
 """
 
 from __future__ import annotations
