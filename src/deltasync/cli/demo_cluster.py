@@ -47,7 +47,7 @@ HELP = "start a local cluster and run a market scenario against it (the main dem
 NS = 1_000_000_000
 SHORT_EXPIRY = "21NOV26"
 WEEK_EXPIRY = "27NOV26"
-SETUP_ESTIMATE_S = 6.0  # node start-up to first trade, used to place the expiry
+SETUP_ESTIMATE_S = 8.0  # node start-up to first trade, used to place the expiry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -339,6 +339,8 @@ class Demo:
             board_api = dm.Api(urls, 0, self.metrics, timeout_s=3.0)
             relays.append(board_api)
             board = dm.MarkBoard(board_api)
+            board.sample_name = f"BTC_USDC-{WEEK_EXPIRY}-100000-P"
+            self.board = board
             await self._until_index(board)
             tasks.append(asyncio.create_task(board.run(self.stop)))
 
@@ -359,6 +361,14 @@ class Demo:
                                        seed + 30 + i) for i in range(3)]
             self.accounts = accounts
 
+            # Start trading so that block time reaches the short expiry at 75 % of the run
+            # (when the set-up took less than its estimate; otherwise at once).
+            self.phase = "oracle warming up"
+            display.refresh(self)
+            start_wall_s = self.clock.wall_of(self.expiry_ns) - self.plan.expiry_s
+            while time.time() < start_wall_s:
+                display.refresh(self)
+                await asyncio.sleep(min(0.25, max(0.0, start_wall_s - time.time())))
             self.phase = "trading"
             self.trading_started = time.monotonic()
             path.start = path.last = self.trading_started
@@ -425,6 +435,7 @@ class Demo:
             if t >= plan.duration_s:
                 break
             self.watch.refresh()
+            self.path.step()
             if self.killed is None and t >= plan.kill_s:
                 victim = self.watch.leader or 1
                 import signal
@@ -453,6 +464,12 @@ class Demo:
                 self.milestones["crash"] = t
                 self.metrics.note("index crash: BTC -20 %, ETH -22 %")
                 self.observed["levered_before_crash"] = await self._levered_sizes(accounts)
+                self.observed["index_before_crash"] = {
+                    k: str(v) for k, v in self.board.index.items()}
+            if crash_noted and "index_after_crash" not in self.observed and (
+                    t >= plan.crash_s + plan.crash_len_s + 2):
+                self.observed["index_after_crash"] = {
+                    k: str(v) for k, v in self.board.index.items()}
             if now - last_roots >= 2.0:
                 last_roots = now
                 await self.watch.compare_roots()
@@ -560,17 +577,35 @@ def render(demo: Demo) -> Any:
         check = watch.last_root_check
         agree = (f"[green]agree[/] at {check['height']} ({check['nodes_compared']} nodes)"
                  if check["agree"] else f"[red]DISAGREE at {check['height']}[/]")
-    index = ""
-    path = getattr(demo, "path", None)
-    if path is not None:
-        index = f"BTC {path.price('BTC'):,.0f}  ETH {path.price('ETH'):,.1f}"
+    index = "-"
+    board = getattr(demo, "board", None)
+    if board is not None and board.index:
+        index = "  ".join(f"{k} {v:,.2f}" for k, v in sorted(board.index.items()) if v)
+    block_clock = "-"
+    clock = getattr(demo, "clock", None)
+    if clock is not None:
+        now_ns = clock.now_ns()
+        left_s = (demo.expiry_ns - now_ns) / NS
+        block_clock = time.strftime("%d%b%y %H:%M:%S", time.gmtime(now_ns // NS)).upper() + (
+            f"   ({SHORT_EXPIRY} expiry in {left_s / 60:.1f} min of block time)" if left_s > 0
+            else f"   ({SHORT_EXPIRY} expired)")
+    sample = "-"
+    if board is not None and board.sample:
+        t = board.sample
+        greeks = t.get("greeks") or {}
+        sample = (f"{board.sample_name}: mark {t.get('mark_price')}  iv {t.get('mark_iv')}  "
+                  f"delta {greeks.get('delta')}  bid {t.get('best_bid_price')}  "
+                  f"ask {t.get('best_ask_price')}")
     stats = Table(show_header=False, box=None)
     stats.add_column()
     stats.add_column()
     stats.add_row("orders / s", f"{m.orders_per_s():.0f}   (total {m.orders()})")
     stats.add_row("latency p50 / p99", "-" if p50 is None else f"{p50:.1f} / {p99:.1f} ms")
     stats.add_row("trades (client view)", f"{m.trades}   combos {m.combo_fills}")
-    stats.add_row("oracle reports", f"{m.oracle_reports}   ({index})")
+    stats.add_row("index (cluster)", index)
+    stats.add_row("block time", block_clock)
+    stats.add_row("option", sample)
+    stats.add_row("oracle reports", f"{m.oracle_reports} relayed, {m.oracle_outliers} outliers")
     stats.add_row("leader", str(watch.leader if watch else "-"))
     stats.add_row("state roots", agree)
     events = [text for _, text in m.events[-4:]]
@@ -661,6 +696,8 @@ def build_summary(demo: Demo, final: dict[str, Any]) -> dict[str, Any]:
         "root_disagreements": demo.watch.root_disagreements[:5],
         "halts": halts,
         "levered_before_crash": demo.observed.get("levered_before_crash"),
+        "index_before_crash": demo.observed.get("index_before_crash"),
+        "index_after_crash": demo.observed.get("index_after_crash"),
         "problems": list(demo.problems),
         "audit_pending": True,
     }
@@ -703,6 +740,12 @@ def finish_summary(demo: Demo, summary: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _fmt_index(index: dict[str, str] | None) -> str:
+    if not index:
+        return "-"
+    return " ".join(f"{k} {Decimal(v):,.0f}" for k, v in sorted(index.items()) if v != "None")
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
@@ -730,11 +773,18 @@ def print_summary(summary: dict[str, Any]) -> None:
          f"{audit.get('liquidated_accounts', 0)} / {summary.get('liquidations', 0)}"),
         ("settlements (positions / instruments)",
          f"{summary.get('settlements', 0)} / {audit.get('instruments_settled', 0)}"),
+        (f"{SHORT_EXPIRY} settlement prices (TWAP)", _fmt_index(audit.get("settlement_prices"))),
         ("oracle reports relayed", f"{summary.get('oracle_reports', 0)}"),
         ("node killed / restarted / caught up",
          f"{summary.get('node_killed')} / {summary.get('node_restarted')} / "
          f"{summary.get('restarted_node_caught_up')}"),
-        ("blocks replayed by the auditor", f"{audit.get('blocks', '-')}"),
+        ("index before / after the crash",
+         f"{_fmt_index(summary.get('index_before_crash'))} -> "
+         f"{_fmt_index(summary.get('index_after_crash'))}"),
+        ("oracle breaker trips", f"{audit.get('breaker_trips', 0)}"),
+        ("client fail-overs", f"{summary.get('failovers', 0)}"),
+        ("blocks replayed by the auditor",
+         f"{audit.get('blocks', '-')} in {audit.get('elapsed_s', '-')} s"),
         ("state roots", ("agree" if summary.get("roots_agree") else "DO NOT AGREE")
          + f" at height {final.get('height')} on {final.get('nodes_compared')} nodes"),
         ("invariants", "OK" if not audit.get("problems") else "BROKEN"),

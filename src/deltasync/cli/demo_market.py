@@ -196,12 +196,13 @@ class PricePath:
     """True prices: a seeded random walk in wall time, plus the scheduled crash."""
 
     def __init__(self, spots: dict[str, float], seed: int, crash: Crash,
-                 vol_per_sqrt_s: float = 0.0006) -> None:
+                 vol_per_sqrt_s: float = 0.0006, jump_every_s: float = 15.0) -> None:
         self.base = dict(spots)
         self.walk = {name: 0.0 for name in spots}
         self.rng = random.Random(seed)
         self.crash = crash
         self.vol = vol_per_sqrt_s
+        self.jump_every_s = jump_every_s
         self.start = time.monotonic()
         self.last = self.start
 
@@ -214,6 +215,8 @@ class PricePath:
         self.last = now
         for name in self.walk:
             self.walk[name] += self.rng.gauss(0.0, self.vol * math.sqrt(dt))
+            if self.rng.random() < dt / self.jump_every_s:  # a Poisson jump, up or down
+                self.walk[name] += self.rng.choice((-1.0, 1.0)) * self.rng.uniform(0.005, 0.015)
 
     def crash_fraction(self) -> float:
         t = self.elapsed_s() - self.crash.start_s
@@ -324,6 +327,8 @@ class MarkBoard:
         self.quotes: dict[str, Quote] = {}
         self.index: dict[str, Decimal | None] = {}
         self.updated = 0.0
+        self.sample_name: str | None = None
+        self.sample: dict[str, Any] = {}  # the ticker of one option: mark, IV, greeks
 
     async def refresh(self) -> None:
         quotes: dict[str, Quote] = {}
@@ -339,6 +344,9 @@ class MarkBoard:
             self.index[currency] = _dec(index.get("index_price"))
         self.quotes = quotes
         self.updated = time.monotonic()
+        if self.sample_name is not None:
+            self.sample = await self.api.call("public/ticker",
+                                              {"instrument_name": self.sample_name})
 
     async def run(self, stop: asyncio.Event, interval_s: float = 0.4) -> None:
         while not stop.is_set():
