@@ -61,3 +61,28 @@ def test_account_creation_is_refused_outside_demo_mode() -> None:
             await venue.stop()
 
     asyncio.run(main())
+
+
+def test_dev_venue_serves_until_terminated() -> None:
+    async def main() -> None:
+        import signal
+
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "deltasync.api.dev", "--port", "0",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            assert process.stdout is not None
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            url = line.split()[3]
+            assert url.startswith("http://127.0.0.1:")
+            async with Client(url, timeout_s=5) as api:
+                created = await api.create_demo_account(Decimal(1000))
+                assert (await api.get_account_summary()).balance == Decimal(1000)
+                assert created["account_id"] >= 1000
+                assert await api.get_index_price("btc_usdc") is not None
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 30)
+        assert process.returncode == 0
+
+    asyncio.run(main())
