@@ -172,6 +172,10 @@ def test_combo_created_and_traded_on_both_legs() -> None:
             result = await taker.buy(name, "0.1", "1500", time_in_force="fill_or_kill")
             assert result.order.order_state == "filled"
             assert result.order.instrument_name == name
+            again = await taker.get_order_state(result.order.order_id)
+            assert again.instrument_name == name and again.order_state == "filled"
+            assert again.price == Decimal(1500) and again.filled_amount == Decimal("0.1")
+            assert details["instrument_id"] == combo["instrument_id"] > 0
             assert sorted((t.instrument_name, t.direction, t.price) for t in result.trades) == [
                 (CALL, "buy", Decimal(2500)), (CALL_HIGH, "sell", Decimal(1000))]
             sizes = {p.instrument_name: p.size for p in await taker.get_positions()}

@@ -9,6 +9,7 @@ same combo always gets the same name.
 
 from __future__ import annotations
 
+import hashlib
 from math import gcd
 
 from deltasync.api import errors
@@ -20,6 +21,13 @@ from deltasync.core.errors import ParseError
 from deltasync.core.ids import parse_option_name
 
 MARK = "CMB"
+
+
+def combo_instrument_id(name: str) -> int:
+    """A stable id for a combo (the same on every node): 31 bits of its name's hash,
+    above the range of listed instruments."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return (1 << 30) | int.from_bytes(digest[:4], "big") >> 2
 
 
 def is_combo_name(name: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 from deltasync import __version__
 from deltasync.api import errors, shapes
 from deltasync.api.auth import Authenticator, KeyStore, Principal
-from deltasync.api.combos import is_combo_name, make_combo, parse_combo
+from deltasync.api.combos import combo_instrument_id, is_combo_name, make_combo, parse_combo
 from deltasync.api.errors import ApiError, rejection_error
 from deltasync.api.jsonio import money
 from deltasync.api.params import Params, ascii_int
@@ -641,7 +641,7 @@ async def _create_combo(m: Methods, call: Call) -> Any:
     now_ms = time.time_ns() // 1_000_000
     return {
         "id": combo_name,
-        "instrument_id": 0,
+        "instrument_id": combo_instrument_id(combo_name),
         "state": "active",
         "state_timestamp": now_ms,
         "creation_timestamp": now_ms,
@@ -652,7 +652,8 @@ async def _create_combo(m: Methods, call: Call) -> Any:
 async def _get_combo_details(m: Methods, call: Call) -> Any:
     name = call.params.string("combo_id", max_len=400)
     legs = parse_combo(name)
-    return {"id": name, "instrument_id": 0, "state": "active", "state_timestamp": 0,
+    return {"id": name, "instrument_id": combo_instrument_id(name), "state": "active",
+            "state_timestamp": 0,
             "creation_timestamp": 0, "legs": [shapes.combo_leg(leg) for leg in legs]}
 
 

@@ -174,7 +174,10 @@ class ReadModel:
         if result.combo is not None:
             order = result.combo
         if isinstance(command, xc.PlaceCombo) and order is not None:
-            order = replace(order, combo_name=_combo_name(command))
+            order = replace(order, combo_name=_combo_name(command),
+                            price_raw=command.price.raw, label=command.label)
+            self._put_order(order)  # a filled combo is an order a trader can look up
+            block.touch(order)
         return v.CommandResult(height=block.height, rejection=result.rejection, order=order,
                                trades=tuple(result.trades), cancelled=tuple(result.cancelled))
 
