@@ -231,6 +231,11 @@ class RaftStorage:
             if isinstance(record, HardState):
                 hard = merge_hard_states(hard, record, where=f"{self._wal.directory}#{seq}")
                 continue
+            if entries and entries[-1].index + 1 < record.index <= self._snapshot_index + 1:
+                # A snapshot replaced the log (install_snapshot truncates only the entries
+                # after the old compaction point): what we hold is covered by the snapshot.
+                del entries[:]
+                del seqs[:]
             if entries and record.index != entries[-1].index + 1:
                 if record.index > entries[-1].index:
                     raise CorruptStateError(
