@@ -32,7 +32,6 @@ from typing import Any
 from deltasync.consensus import (
     NO_NODE,
     RAFT_MESSAGES,
-    AppendEntries,
     ConfState,
     Entry,
     EntryType,
@@ -267,6 +266,7 @@ class NodeCore:
             election_timeout_ticks=settings.election_ticks,
             heartbeat_interval_ticks=settings.heartbeat_ticks,
             applied_index=self.applied_index,
+            send_before_persist=True,
         )
         self.raft = RaftNode(config, view, rng)
 
@@ -492,28 +492,23 @@ class NodeCore:
     def _handle_ready(self, ready: Ready, out: Output, now_ns: int) -> None:
         if ready.snapshot is not None:
             self._install_snapshot(ready.snapshot)
-        messages = ready.messages
-        if self.send_early is not None and self.raft.role is Role.LEADER and ready.entries:
-            # Raft dissertation 10.2.1: a leader may replicate its new entries while it
-            # writes them to its own disk. Safe here because the leader only counts
-            # itself toward a commit when it handles a follower's answer, which happens
-            # after this (synchronous) persist returns; votes are never sent early.
-            late = []
-            for message in messages:
-                if isinstance(message, AppendEntries):
-                    self.send_early(
-                        message.recipient, bytes((KIND_RAFT,)) + RAFT_MESSAGES.encode(message)
-                    )
+        if ready.early_messages:
+            # Raft dissertation 10.2.1: the leader's appends go out while it writes its own
+            # copy; the core counts the leader's log toward a commit only after advance().
+            send = self.send_early
+            for message in ready.early_messages:
+                payload = bytes((KIND_RAFT,)) + RAFT_MESSAGES.encode(message)
+                if send is not None:
+                    send(message.recipient, payload)
                 else:
-                    late.append(message)
-            messages = tuple(late)
+                    out.messages.append((message.recipient, payload))
         if ready.entries or ready.hard_state is not None:
             self.storage.save(
                 None if ready.hard_state is None else _to_storage_hard(ready.hard_state),
                 [_to_storage_entry(e) for e in ready.entries],
                 sync=ready.must_sync,
             )
-        for message in messages:
+        for message in ready.messages:
             out.messages.append(
                 (message.recipient, bytes((KIND_RAFT,)) + RAFT_MESSAGES.encode(message))
             )
@@ -550,11 +545,12 @@ class NodeCore:
 
     def _compact(self, index: int, term: int) -> None:
         data = self._snapshot_data()
-        conf: ConfState = self.raft.conf_state()
+        meta = self.raft.compact(index, data)  # membership as of ``index``, not the newest
+        assert meta.term == term, (meta, term)
+        conf: ConfState = meta.conf_state
         self.snapshots.save(
             StoredSnapshot(index, term, self.tip.state_root, RAFT_MESSAGES.encode(conf), data)
         )
-        self.raft.compact(index, data)
         self.storage.compact(index)
         self.blocks_since_snapshot = 0
 
