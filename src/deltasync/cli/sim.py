@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from typing import Any
 
 HELP = "deterministic cluster simulation with faults and checkers (--seed N or --seeds A..B)"
@@ -79,9 +80,15 @@ def run_one(
         config = config.with_overrides(**LIGHT)
     simulator = Simulator(config)
     started = time.perf_counter()
-    result = simulator.run()
+    try:
+        out = simulator.run().to_dict()
+    except Exception:  # a crash of the simulator (or of code it drives) is a finding too
+        out = {
+            "seed": seed, "nodes": config.nodes, "trace_hash": "", "state_root": "", "height": 0,
+            "violations": ["simulator crashed: " + traceback.format_exc()], "excused": [],
+            "simulated_seconds": 0.0, "events": 0, "stats": {},
+        }
     wall = max(time.perf_counter() - started, 1e-9)
-    out = result.to_dict()
     out["wall_seconds"] = round(wall, 3)
     out["sim_speed"] = round(out["simulated_seconds"] / wall, 1)
     out["replay"] = replay_command(seed, nodes, steps, light)
@@ -102,6 +109,10 @@ def _print_one(result: dict[str, Any], show_log: bool) -> None:
     ok = not result["violations"]
     verdict = "[green]ok[/green]" if ok else f"[red]{len(result['violations'])} violation(s)[/red]"
     stats = result["stats"]
+    if not stats:
+        print(result["violations"][0])
+        print(f"  replay: {result['replay']}")
+        return
     console.print(
         f"seed {result['seed']}: {verdict}  nodes {result['nodes']}  height {result['height']}"
         f"  root {result['state_root'][:16]}  trace {result['trace_hash'][:16]}"

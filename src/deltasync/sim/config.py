@@ -63,6 +63,7 @@ class SimConfig:
     faulty_disks: tuple[int, ...]  # nodes whose disks may lose fsyncs or rot (at most f)
     lost_fsync_ppm: int
     bit_flip_ppm: int
+    disk_error_ppm: int  # an I/O error (EIO) on the next write, fsync or directory fsync of a node
     # clocks (per node, index = node id - 1)
     clock_offset_ns: tuple[int, ...]
     clock_drift_ppm: tuple[int, ...]
@@ -130,6 +131,7 @@ class SimConfig:
             faulty_disks=faulty,
             lost_fsync_ppm=rng.choice((0, 20_000, 80_000)) if faulty else 0,
             bit_flip_ppm=rng.choice((0, 10_000, 40_000)) if faulty else 0,
+            disk_error_ppm=rng.choice((0, 0, 10_000, 40_000)) // scale,
             clock_offset_ns=tuple(
                 rng.randrange(-2 * NS_PER_S, 2 * NS_PER_S) if rng.randrange(3) else 0
                 for _ in range(n)
@@ -138,7 +140,7 @@ class SimConfig:
             funding_clients=rng.randrange(2, 6),
             funding_accounts=rng.randrange(1, 4),
             trading_clients=rng.randrange(1, 5),
-            think_ns_max=rng.choice((20, 100, 400)) * NS_PER_MS,
+            think_ns_max=rng.choice((50, 150, 400)) * NS_PER_MS,
             client_timeout_ns=rng.choice((500, 1000, 2000)) * NS_PER_MS,
             client_attempts_max=rng.randrange(3, 8),
             expiry_in_ns=rng.randrange(3, 60) * NS_PER_S,

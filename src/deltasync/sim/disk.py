@@ -55,6 +55,7 @@ class SimDisk:
         self.fs = MemoryFileSystem()
         self.syncs_to_lose = 0
         self.lost_sync_paths: dict[str, None] = {}  # files whose last sync was a lie
+        self.error_armed = False  # an injected EIO is waiting for its operation
 
     # --- the FileSystem protocol ---------------------------------------------------
 
@@ -98,8 +99,14 @@ class SimDisk:
         lied = bool(self.lost_sync_paths)
         self.lost_sync_paths.clear()
         self.syncs_to_lose = 0
+        self.error_armed = False
         self.fs.crash(rng if torn else None)
         return lied
+
+    def inject_error(self, operation: str) -> None:
+        """The next ``operation`` ("write", "sync" or "sync_dir") fails with EIO."""
+        self.fs.inject_fault(operation, 1)
+        self.error_armed = True
 
     def flip_bit_in_wal(self, wal_dir: str, rng: random.Random) -> str | None:
         """Flip one durable bit inside a WAL record (not a segment header). Returns where."""

@@ -52,6 +52,7 @@ from deltasync.sim.workload import (
     PendingOp,
     instruments,
 )
+from deltasync.storage.errors import StorageError
 
 # event kinds (ints: cheap to hash and compare)
 EV_TICK = 1
@@ -223,7 +224,8 @@ class Simulator:
             "crashes": 0, "restarts": 0, "partitions": 0, "heals": 0, "lost_fsyncs": 0,
             "bit_flips": 0, "torn_crashes": 0, "refused_starts": 0, "ops_ok": 0,
             "ops_indeterminate": 0, "retries": 0, "reads": 0, "blocks_applied": 0,
-            "expiries": 0, "snapshots_installed": 0,
+            "expiries": 0, "snapshots_installed": 0, "amnesia": 0, "disk_errors": 0,
+            "disk_error_stops": 0,
         }
         self.clients: list[Client] = []
         session = SESSION_BASE
@@ -285,6 +287,10 @@ class Simulator:
                 break
         from deltasync.sim.checkers import run_checkers
 
+        self.stats.update(
+            messages_sent=self.network.sent, messages_dropped=self.network.dropped,
+            messages_duplicated=self.network.duplicated, acks=len(self.acks), history_ops=len(self.history),
+        )
         run_checkers(self)
         return self._result()
 
@@ -375,6 +381,7 @@ class Simulator:
         text = f"node {node.node_id} lost durable state across a crash: " + ", ".join(lost)
         if node.faults:
             node.amnesia.append(text + f" (its disk lied: {', '.join(node.faults)})")
+            self.stats["amnesia"] += 1
             self._note("amnesia: " + text)
         else:
             self._violation("durability: " + text)
@@ -406,7 +413,8 @@ class Simulator:
         if core is None or node.incarnation != incarnation:
             return
         now = self._local(node)
-        core.tick(now)
+        if not self._guard(node, core.tick, now):
+            return
         self._drain(node, core, now)
         if node.core is core:
             self._push(self.now + node.clock.true_period(self.config.tick_ns), EV_TICK, node_id, incarnation)
@@ -418,18 +426,42 @@ class Simulator:
             return
         self._trace.update(payload)
         now = self._local(node)
-        core.receive(sender, payload, now)
+        if not self._guard(node, core.receive, sender, payload, now):
+            return
         self._drain(node, core, now)
+
+    def _guard(self, node: SimNode, function: Callable[..., Any], *args: Any) -> Any:
+        """Call one input of a node's core; a core that fails stops its node (fail-stop).
+
+        Returns None when the core failed, True when the call returned None, else its result.
+        """
+        try:
+            result = function(*args)
+        except (DeltasyncError, AssertionError, OSError) as error:
+            self._fail(node, error)
+            return None
+        return True if result is None else result
+
+    def _fail(self, node: SimNode, error: BaseException) -> None:
+        if node.disk.error_armed and isinstance(error, OSError | StorageError):
+            # fail-stop on an injected I/O error: the node stops and is restarted later,
+            # recovering from what is really on disk (no promise was made for the failed write)
+            self.stats["disk_error_stops"] += 1
+            self._note(f"node {node.node_id} stops on a disk error: {type(error).__name__}")
+            self._crash(node.node_id)
+            node.durable = None
+            return
+        self._violation(f"node {node.node_id} failed: {type(error).__name__}: {error}")
+        node.core = None
+        node.halted = {"reason": f"{type(error).__name__}: {error}"}
 
     def _drain(self, node: SimNode, core: NodeCore, now: int) -> None:
         height_before = core.tip.height
         try:
             out = core.process(now)
-        except (DeltasyncError, AssertionError) as error:
+        except (DeltasyncError, AssertionError, OSError) as error:
             # a node that finds itself broken stops; that is a finding, not a crash of the simulator
-            self._violation(f"node {node.node_id} failed: {type(error).__name__}: {error}")
-            node.core = None
-            node.halted = {"reason": str(error)}
+            self._fail(node, error)
             return
         if core.tip.height > height_before + len(out.blocks):
             self.stats["snapshots_installed"] += 1
@@ -510,12 +542,18 @@ class Simulator:
             self.stats["heals"] += 1
             self.network.heal()
             self._note("heal")
+        if up and config.disk_error_ppm and rng.randrange(PPM) < config.disk_error_ppm:
+            node = self.nodes[rng.choice(up)]
+            operation = rng.choice(("write", "sync", "sync_dir"))
+            node.disk.inject_error(operation)
+            self.stats["disk_errors"] += 1
+            self._note(f"node {node.node_id}: the next {operation} fails with EIO")
         for node_id in config.faulty_disks:
             node = self.nodes[node_id]
             if node.core is None:
                 continue
             if config.lost_fsync_ppm and rng.randrange(PPM) < config.lost_fsync_ppm:
-                node.disk.syncs_to_lose += rng.randrange(1, 4)
+                node.disk.syncs_to_lose += rng.randrange(5, 200)  # a write cache that lies for a while
                 self.stats["lost_fsyncs"] += 1
                 self._note(f"node {node_id}: the disk will lie about its next fsyncs")
             if config.bit_flip_ppm and rng.randrange(PPM) < config.bit_flip_ppm:
@@ -589,10 +627,10 @@ class Simulator:
         now = self._local(node)
         if op.kind == "read":
             context = f"r/{client_id}/{op.op_id}/{op.token}".encode()
-            if core.read(context) is not None:
-                return  # rejected (no leader known): the timeout retries
+            if self._guard(node, core.read, context) is not True:
+                return  # rejected (no leader known) or the node failed: the timeout retries
             self._read_tokens[context] = (client_id, op.key)
-        elif not core.submit(op.command, client.session, op.request, now):
+        elif self._guard(node, core.submit, op.command, client.session, op.request, now) is not True:
             return
         self._drain(node, core, now)
 
@@ -663,11 +701,6 @@ class Simulator:
         height = max(self.chain, default=0)
         root = self.chain[height].root.hex() if height else ""
         stats: dict[str, Any] = dict(self.stats)
-        stats.update(
-            messages_sent=self.network.sent, messages_dropped=self.network.dropped,
-            messages_duplicated=self.network.duplicated, acks=len(self.acks),
-            history_ops=len(self.history),
-        )
         return SimResult(
             seed=self.config.seed,
             config=self.config,
