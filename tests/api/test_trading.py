@@ -252,3 +252,38 @@ def test_one_websocket_pipelines_commands_in_order() -> None:
             await client.close()
 
     asyncio.run(main())
+
+
+def test_the_remaining_methods() -> None:
+    async def main() -> None:
+        async with running() as server:
+            client = await new_client(server)
+            assert "version" in await client.call("public/hello", {"client_name": "t"})
+            names = await client.call("public/get_index_price_names")
+            assert names == ["btc_usdc", "eth_usdc"]
+            summary = await client.call("public/get_book_summary_by_instrument",
+                                        {"instrument_name": CALL})
+            assert [row["instrument_name"] for row in summary] == [CALL]
+            await client.buy(CALL, "0.01", "500", post_only=True)
+            await client.buy("ETH_USDC-25DEC26-3000-C", "0.1", "10", post_only=True)
+            by_currency = await client.call("private/get_open_orders_by_currency",
+                                            {"currency": "ETH"})
+            assert [o["instrument_name"] for o in by_currency] == ["ETH_USDC-25DEC26-3000-C"]
+            assert await client.call("private/cancel_all_by_currency", {"currency": "BTC"}) == 1
+            assert len(await client.get_open_orders()) == 1
+            await client.buy(CALL, "0.01", "501", post_only=True, label="L")
+            await client.buy(PUT, "0.01", "501", post_only=True, label="L")
+            await client.buy("ETH_USDC-25DEC26-3000-P", "0.1", "10", post_only=True, label="L")
+            assert await client.call("private/cancel_by_label",
+                                     {"label": "L", "currency": "BTC"}) == 2
+            assert len(await client.get_open_orders()) == 2
+            deposited = await client.call("private/deltasync_deposit", {"amount": 5})
+            assert deposited["balance"] == 1000005
+            proof = await client.call("private/deltasync_account_proof")
+            assert proof["included"] and proof["account_id"] == deposited["id"]
+            await client.call("private/logout")
+            await asyncio.sleep(0.05)
+            assert client._ws is not None and client._ws.closed  # logout ends the session
+            await client.close()
+
+    asyncio.run(main())

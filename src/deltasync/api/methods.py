@@ -306,7 +306,7 @@ async def _logout(m: Methods, call: Call) -> Any:
     m.auth.logout(call.principal)
     if call.session is not None:
         call.session.principal = None
-        call.session.close()
+        call.session.close_after_reply = True
     return "ok"
 
 
@@ -521,10 +521,28 @@ async def _cancel_all_by_instrument(m: Methods, call: Call) -> Any:
     return len(result.cancelled)
 
 
+async def _instruments_with_open_orders(m: Methods, call: Call, currency: str,
+                                       label: str | None = None) -> list[str]:
+    """The caller's instruments of one currency that have (labelled) open orders."""
+    views = await m.venue.open_orders(call.account_id)
+    return sorted({view.instrument_name for view in views
+                   if _of_currency(view.instrument_name, currency)
+                   and (label is None or view.label == label)})
+
+
+def _of_currency(instrument_name: str, currency: str) -> bool:
+    return currency in ("any", "USDC") or instrument_name.split("_", 1)[0] == currency
+
+
 async def _cancel_all_by_currency(m: Methods, call: Call) -> Any:
+    # The exchange cancels per account or per instrument: one command per instrument.
     currency = call.params.string("currency", max_len=10)
-    result = await m._submit(call, CancelAll(currency=currency))
-    return len(result.cancelled)
+    if currency in ("any", "USDC"):
+        return len((await m._submit(call, CancelAll())).cancelled)
+    count = 0
+    for name in await _instruments_with_open_orders(m, call, currency):
+        count += len((await m._submit(call, CancelAll(instrument_name=name))).cancelled)
+    return count
 
 
 async def _cancel_by_label(m: Methods, call: Call) -> Any:
@@ -532,8 +550,12 @@ async def _cancel_by_label(m: Methods, call: Call) -> Any:
     if not label:
         raise errors.invalid_param("label", "value_required")
     currency = call.params.optional_string("currency", max_len=10)
-    result = await m._submit(call, CancelByLabel(label, currency))
-    return len(result.cancelled)
+    if currency is None or currency in ("any", "USDC"):
+        return len((await m._submit(call, CancelByLabel(label))).cancelled)
+    count = 0
+    for name in await _instruments_with_open_orders(m, call, currency, label):
+        count += len((await m._submit(call, CancelByLabel(label, name))).cancelled)
+    return count
 
 
 def _order_kind_filter(call: Call) -> str:
@@ -560,8 +582,7 @@ async def _get_open_orders_by_instrument(m: Methods, call: Call) -> Any:
 async def _get_open_orders_by_currency(m: Methods, call: Call) -> Any:
     currency = call.params.string("currency", max_len=10)
     views = await m.venue.open_orders(call.account_id, linearizable=call.linearizable)
-    return [shapes.order(view) for view in views
-            if currency in ("any", "USDC", view.instrument_name.split("_", 1)[0])]
+    return [shapes.order(view) for view in views if _of_currency(view.instrument_name, currency)]
 
 
 async def _get_order_state(m: Methods, call: Call) -> Any:

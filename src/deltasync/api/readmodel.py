@@ -122,7 +122,8 @@ class ReadModel:
             case v.CancelAll():
                 return xc.CancelAll(account=account, instrument=command.instrument_name)
             case v.CancelByLabel():
-                return xc.CancelByLabel(account=account, label=command.label)
+                return xc.CancelByLabel(account=account, label=command.label,
+                                        instrument=command.instrument_name)
             case v.SubmitOracleReport():
                 report: xc.Command = command.report
                 return report

@@ -357,6 +357,8 @@ class ApiServer:
                     result = await self._dispatch(method, params, session.principal, session,
                                                   session.name)
             session.push(self._text(self._envelope(request_id, us_in, result))[0])
+            if session.close_after_reply:
+                session.close()
         except ApiError as error:
             session.push(self._text(self._envelope(request_id, us_in, error=error))[0])
         finally:

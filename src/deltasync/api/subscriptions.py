@@ -79,6 +79,7 @@ class Session:
         self.writes_idle = asyncio.Event()
         self.writes_idle.set()
         self.heartbeat: asyncio.Task[None] | None = None
+        self.close_after_reply = False  # private/logout: answer, then hang up
 
     def push(self, text: str) -> bool:
         if self.closed:

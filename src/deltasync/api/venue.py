@@ -108,13 +108,12 @@ class CancelOrder:
 @dataclass(frozen=True, slots=True)
 class CancelAll:
     instrument_name: str | None = None  # None: every instrument
-    currency: str | None = None  # restrict to instruments of one underlying
 
 
 @dataclass(frozen=True, slots=True)
 class CancelByLabel:
     label: str
-    currency: str | None = None
+    instrument_name: str | None = None  # None: every instrument
 
 
 @dataclass(frozen=True, slots=True)
