@@ -497,8 +497,11 @@ async def _edit(m: Methods, call: Call) -> Any:
     price_raw = call.params.fixed("price", required=False)
     if price_raw is None:
         price_raw = current.price_raw
+    reduce_only = call.params.optional_boolean("reduce_only")
+    if reduce_only is not None and reduce_only != current.reduce_only:
+        raise errors.invalid_param("reduce_only", "an edit cannot change reduce_only")
     command = EditOrder(order_id, amount_raw, price_raw, call.params.optional_boolean("post_only"),
-                        call.params.optional_boolean("reduce_only"))
+                        reduce_only)
     return m._order_result(call, await m._submit(call, command))
 
 
