@@ -105,6 +105,13 @@ def test_orders_trades_positions_and_account_over_websocket() -> None:
             edited = await maker.call("private/edit", {
                 "order_id": by_contracts["order"]["order_id"], "amount": Decimal("0.02")})
             assert edited["order"]["price"] == 1000 and edited["order"]["amount"] == Decimal("0.02")
+            # The quote stays post-only: repricing it through the book is refused.
+            await taker.sell(PUT, "0.01", "1500", post_only=True)
+            with pytest.raises(ApiError) as crossing:
+                await maker.call("private/edit", {"order_id": by_contracts["order"]["order_id"],
+                                                  "amount": Decimal("0.02"), "price": 1500})
+            assert crossing.value.code == 11054
+            await taker.cancel_all()
             assert await maker.cancel_all() == 1
 
             # immediate-or-cancel remainder and a market order

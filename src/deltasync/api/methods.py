@@ -500,8 +500,10 @@ async def _edit(m: Methods, call: Call) -> Any:
     reduce_only = call.params.optional_boolean("reduce_only")
     if reduce_only is not None and reduce_only != current.reduce_only:
         raise errors.invalid_param("reduce_only", "an edit cannot change reduce_only")
-    command = EditOrder(order_id, amount_raw, price_raw, call.params.optional_boolean("post_only"),
-                        reduce_only)
+    post_only = call.params.optional_boolean("post_only")
+    if post_only is None:  # a post-only quote stays post-only unless told otherwise
+        post_only = current.post_only
+    command = EditOrder(order_id, amount_raw, price_raw, post_only, reduce_only)
     return m._order_result(call, await m._submit(call, command))
 
 
