@@ -731,15 +731,17 @@ _CANCEL_METHODS = frozenset({
 })
 
 
-def write_class(method: str, params: Any) -> int:
+def write_class(method: str, params: Any) -> int | None:
     """The in-block sequencing class a command will get (exchange.state.command_priority):
-    0 cancels (and oracle reports), 1 post-only orders and edits, 2 everything else.
+    0 cancels (and oracle reports), 1 post-only orders and edits, 2 everything else;
+    None when it depends on state (an edit inherits the order's post_only).
     A pipelined command may not overtake an earlier one of a higher class."""
     if method in _CANCEL_METHODS:
         return 0
-    if isinstance(params, dict) and params.get("post_only") in (True, "true"):
-        return 1
-    return 2
+    post_only = params.get("post_only") if isinstance(params, dict) else None
+    if method == "private/edit" and post_only is None:
+        return None
+    return 1 if post_only in (True, "true") else 2
 
 
 PRIVATE: dict[str, Handler] = {

@@ -334,7 +334,10 @@ class ApiServer:
                 # a command of a lower class than one still in flight would overtake
                 # it in a shared block, so it waits for the earlier ones to finish.
                 klass = write_class(method, params)
-                if any(session.write_classes[k] for k in range(klass + 1, 3)):
+                if klass is None:  # unknown until applied: after everything, counted as 2
+                    await session.writes_idle.wait()
+                    klass = 2
+                elif any(session.write_classes[k] for k in range(klass + 1, 3)):
                     await session.writes_idle.wait()
                 session.writes_inflight += 1
                 session.write_classes[klass] += 1
