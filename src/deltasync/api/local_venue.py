@@ -271,3 +271,7 @@ class LocalVenue(StateReads):
         if height is None:
             return self._roots[next(reversed(self._roots))]
         return self._roots.get(height)
+
+
+def _is_a_venue(venue: LocalVenue) -> v.Venue:
+    return venue  # mypy checks that LocalVenue implements the Venue protocol

@@ -312,3 +312,7 @@ async def start_api(node: NodeServer, *, vol_ppm_default: int | None = None) -> 
     await server.start()
     log.info("API on http://%s:%d (demo mode %s)", host, server.port, node.config.demo_mode)
     return NodeApi(server, venue)
+
+
+def _is_a_venue(venue: NodeVenue) -> v.Venue:
+    return venue  # mypy checks that NodeVenue implements the Venue protocol
