@@ -294,3 +294,45 @@ def test_the_remaining_methods() -> None:
             await client.close()
 
     asyncio.run(main())
+
+
+def test_an_index_drop_liquidates_through_the_book_and_the_api_shows_it() -> None:
+    async def main() -> None:
+        from deltasync.api.marks import compute_marks
+
+        async with running(venue_options={"oracle_interval_s": 0.05}) as server:
+            venue = server.venue
+            maker = await new_client(server, deposit="10000000")
+            short = await new_client(server, deposit="20000")
+            mark = (await maker.ticker(PUT))["mark_price"]
+            price = str(int(mark) // 5 * 5)
+            await maker.buy(PUT, "1", price, post_only=True)
+            sold = await short.sell(PUT, "1", price)
+            assert sold.order.order_state == "filled"
+            # Offer the put where the liquidation will buy it back after a 20 % drop.
+            instrument = venue.state.instrument(PUT)
+            margin = next(e for e in venue.state.extensions if e.name == "margin")
+            vol = margin.config.fallback_vol_ppm("BTC")
+            after = compute_marks(instrument, 80_000 * 10**6, vol, venue.state.time_ns)
+            ask = (after.mark_price_raw * 102 // 100) // 5_000_000 * 5
+            await maker.sell(PUT, "1", str(ask), post_only=True)
+            venue.set_demo_price("BTC", 80_000 * 10**6)
+
+            async def liquidated() -> bool:
+                stats = await maker.call("public/deltasync_stats")
+                return stats["events"].get("LiquidationStarted", 0) > 0
+
+            for _ in range(100):
+                if await liquidated():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("no liquidation after a 20 % index drop")
+            trades = await maker.get_last_trades(PUT)
+            assert any(t.raw["liquidation"] == "T" for t in trades), trades
+            position = await short.get_position(PUT)
+            assert Decimal(-1) < position.size <= 0
+            for client in (maker, short):
+                await client.close()
+
+    asyncio.run(main())

@@ -321,6 +321,10 @@ async def _node_status(m: Methods, call: Call) -> Any:
     return await m.venue.node_status()
 
 
+async def _stats(m: Methods, call: Call) -> Any:
+    return await m.venue.stats()
+
+
 async def _state_root(m: Methods, call: Call) -> Any:
     height = call.params.optional_integer("height")
     view = await m.venue.state_root(height)
@@ -712,6 +716,7 @@ PUBLIC: dict[str, Handler] = {
     "unsubscribe_all": _unsubscribe_all,
     "deltasync_cluster_status": _cluster_status,
     "deltasync_node_status": _node_status,
+    "deltasync_stats": _stats,
     "deltasync_state_root": _state_root,
     "deltasync_account_proof": _account_proof,
     "deltasync_create_account": _create_account,

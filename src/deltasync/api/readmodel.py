@@ -23,12 +23,14 @@ from deltasync.api import venue as v
 from deltasync.core.fixed import NOTIONAL_DIVISOR
 from deltasync.exchange import commands as xc
 from deltasync.exchange import events as xe
+from deltasync.exchange.liquidation import LIQUIDATION_LABEL
 from deltasync.exchange.oracle import IndexPriceUpdated, OracleReportRejected
 
 ORDERS_KEPT_MAX = 200_000  # closed orders are forgotten oldest first beyond this
 TRADES_PER_INSTRUMENT_MAX = 1_000
 TRADES_PER_ACCOUNT_INSTRUMENT_MAX = 1_000
 ACCOUNTS_TRACKED_MAX = 100_000
+LIQUIDATION_ORDERS_KEPT_MAX = 10_000
 
 _SIDE = {xc.Side.BUY: v.Direction.BUY, xc.Side.SELL: v.Direction.SELL}
 _TYPE = {xc.OrderType.LIMIT: v.OrderType.LIMIT, xc.OrderType.MARKET: v.OrderType.MARKET}
@@ -63,6 +65,8 @@ class ReadModel:
         self.trade_seq: dict[str, int] = {}
         self.change_ids: dict[str, int] = {}
         self._levels: dict[str, dict[tuple[v.Direction, int], int]] = {}
+        self.event_counts: dict[str, int] = {}  # by event class name: the demo's summary
+        self._liquidation_orders: OrderedDict[int, None] = OrderedDict()
         self.height = 0
         self.time_ns = 0
 
@@ -190,8 +194,15 @@ class ReadModel:
     def _fold_event(self, block: _BlockFold, result: _CommandFold | None,
                     command: xc.Command | None, event: Any) -> None:
         time_ms = block.time_ms
+        kind = type(event).__name__
+        self.event_counts[kind] = self.event_counts.get(kind, 0) + 1
         match event:
             case xe.OrderAccepted():
+                if result is None and event.label == LIQUIDATION_LABEL:
+                    # Placed by the liquidation engine itself (no client command).
+                    self._liquidation_orders[event.order_id] = None
+                    while len(self._liquidation_orders) > LIQUIDATION_ORDERS_KEPT_MAX:
+                        self._liquidation_orders.popitem(last=False)
                 post_only = reduce_only = False
                 if isinstance(command, xc.PlaceOrder):
                     post_only, reduce_only = command.post_only, command.reduce_only
@@ -292,6 +303,7 @@ class ReadModel:
             taker_account_id=event.taker_account, maker_account_id=event.maker_account,
             taker_order_id=event.taker_order_id, maker_order_id=event.maker_order_id,
             taker_fee_raw=event.taker_fee.raw, maker_fee_raw=event.maker_fee.raw,
+            liquidation=event.taker_order_id in self._liquidation_orders,
         )
         self.trades.setdefault(name, deque(maxlen=TRADES_PER_INSTRUMENT_MAX)).append(trade)
         for account in {event.taker_account, event.maker_account}:

@@ -442,6 +442,16 @@ class StateReads:
             "proof": proof.to_bytes().hex(),
         }
 
+    async def stats(self) -> dict[str, Any]:
+        """Counters of what this node has applied since it started serving."""
+        read = self.read
+        return {
+            "height": read.height,
+            "events": dict(sorted(read.event_counts.items())),
+            "trades": sum(read.trade_seq.values()),
+            "orders_tracked": len(read.orders),
+        }
+
     def blocks(self) -> AsyncIterator[v.BlockUpdate]:
         subscriber = _BlockSubscriber(self)
         self._subscribers.add(subscriber)

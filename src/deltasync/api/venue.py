@@ -417,6 +417,10 @@ class Venue(Protocol):
 
     async def state_root(self, height: int | None = None) -> StateRootView | None: ...
 
+    async def stats(self) -> dict[str, Any]:
+        """Counters since this venue started serving: events applied by kind, trades."""
+        ...
+
     async def account_proof(self, account_id: int) -> dict[str, Any] | None: ...
 
     def blocks(self) -> AsyncIterator[BlockUpdate]:
