@@ -8,7 +8,7 @@ from deltasync.cli.main import main
 
 
 def test_demo_short_run(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--duration", "20", "--blocks", "15", "--seed", "2"]) == 0
+    assert main(["demo", "--in-process", "--duration", "20", "--blocks", "15", "--seed", "2"]) == 0
     out = capsys.readouterr().out
     assert "invariants" in out and "OK" in out
     assert "state root" in out and "trades" in out

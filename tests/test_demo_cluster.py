@@ -23,7 +23,7 @@ pytest.importorskip("deltasync.node.server", reason="the node is not here yet")
 def test_demo_runs_a_cluster_through_the_scenario(tmp_path: Path) -> None:
     data_dir = tmp_path / "cluster"
     completed = subprocess.run(
-        [sys.executable, "-m", "deltasync.cli.demo_cluster", "--duration", "20", "--json",
+        [sys.executable, "-m", "deltasync.cli.main", "demo", "--duration", "20", "--json",
          "--data-dir", str(data_dir), "--seed", "3"],
         capture_output=True, text=True, timeout=110,
     )

@@ -1,6 +1,8 @@
 """`deltasync demo`: a market scenario run through the exchange state machine, with a summary.
 
-For now everything runs in-process: ``MarketScenario`` generates blocks of
+By default ``deltasync demo`` runs the cluster demo (``demo_cluster``: three
+node processes on loopback, the scenario driven through the API). With
+``--in-process`` everything runs in-process: ``MarketScenario`` generates blocks of
 commands (deposits, market makers quoting a strike grid with post-only
 orders they cancel and replace by label, takers sending limit, market, IOC,
 FOK and good-til-time orders, edits, cancels, combos, withdrawals) and the
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-HELP = "Run a market scenario through the exchange state machine and print a summary"
+HELP = "Run a market scenario against a local 3-node cluster (--in-process: one state machine)"
 
 
 @dataclass
@@ -336,10 +338,16 @@ def run_scenario(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=10.0, metavar="SECONDS",
-                        help="stop the scenario after this many seconds (default 10)")
-    parser.add_argument("--blocks", type=int, default=300, help="at most this many blocks")
+    from deltasync.cli.demo_cluster import add_cluster_arguments
+
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="trading time (default 60; --in-process: at most this long, default 10)")
+    parser.add_argument("--blocks", type=int, default=300,
+                        help="--in-process: at most this many blocks")
     parser.add_argument("--seed", type=int, default=1, help="scenario seed (default 1)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the scenario in this process through one state machine, no cluster")
+    add_cluster_arguments(parser)
 
 
 def _usdc(raw: int) -> str:
@@ -347,9 +355,15 @@ def _usdc(raw: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.in_process:
+        from deltasync.cli.demo_cluster import run as run_cluster
+
+        return run_cluster(args)
     from rich.console import Console
     from rich.table import Table
 
+    if args.duration is None:
+        args.duration = 10.0
     console = Console()
     console.print(f"[bold]deltasync demo[/]: in-process market scenario, seed {args.seed}")
     with console.status("trading...") as status:

@@ -578,8 +578,7 @@ class ComboTrader:
             legs = [{"instrument_name": long_leg, "direction": "buy", "amount": 1},
                     {"instrument_name": short_leg, "direction": "sell", "amount": 1}]
             try:
-                # POST: over HTTP GET the SDK's create_combo sends the legs as a JSON text
-                # in the query string, which the server does not decode (a list is expected).
+                # POST: the legs travel as a JSON body rather than a query-string value
                 combo = await self.account.api.call("private/create_combo", {"trades": legs},
                                                     post=True)
             except ApiError as exc:
