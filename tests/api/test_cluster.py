@@ -158,13 +158,12 @@ async def _oracle_feed(urls: list[str]) -> None:
     prices = {"BTC": Price.parse("100000"), "ETH": Price.parse("3500")}
     while True:
         for report in demo_reports(prices, time.time_ns()):
-            params = {"source_id": report.source_id, "underlying": report.underlying,
-                      "price": Decimal(str(report.price)), "ts_ns": report.ts_ns,
-                      "signature": report.signature.hex()}
             for url in urls:
                 try:
                     async with Client(url, timeout_s=3) as relay:
-                        await relay.call("public/deltasync_oracle_report", params)
+                        await relay.relay_oracle_report(
+                            report.source_id, report.underlying, str(report.price),
+                            report.ts_ns, report.signature)
                     break
                 except Exception:  # that node is down or busy: try the next one
                     continue

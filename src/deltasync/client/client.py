@@ -425,6 +425,40 @@ class Client:
             for name, direction, amount in legs]})
         return result
 
+    # --- deltasync's own methods ---------------------------------------------------------
+
+    async def cluster_status(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("public/deltasync_cluster_status")
+        return result
+
+    async def state_root(self, height: int | None = None) -> dict[str, Any]:
+        params = {} if height is None else {"height": height}
+        result: dict[str, Any] = await self.call("public/deltasync_state_root", params)
+        return result
+
+    async def account_proof(self, account_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("public/deltasync_account_proof",
+                                                 {"account_id": account_id})
+        return result
+
+    async def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("public/deltasync_stats")
+        return result
+
+    async def relay_oracle_report(self, source_id: str, underlying: str, price: Number,
+                                  ts_ns: int, signature: bytes | str,
+                                  vol_surface: list[list[int]] | None = None) -> dict[str, Any]:
+        """Put a price source's signed report into the log (the venue verifies it)."""
+        params: dict[str, Any] = {
+            "source_id": source_id, "underlying": underlying, "price": _number(price),
+            "ts_ns": ts_ns,
+            "signature": signature.hex() if isinstance(signature, bytes) else signature,
+        }
+        if vol_surface is not None:
+            params["vol_surface"] = vol_surface
+        result: dict[str, Any] = await self.call("public/deltasync_oracle_report", params)
+        return result
+
     async def create_demo_account(self, deposit: Number) -> dict[str, Any]:
         """``public/deltasync_create_account`` (demo clusters only); adopts the new key."""
         result: dict[str, Any] = await self.call("public/deltasync_create_account",
