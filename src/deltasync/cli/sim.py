@@ -124,7 +124,8 @@ def _print_one(result: dict[str, Any], show_log: bool) -> None:
     console.print(
         "  faults: "
         + ", ".join(f"{k} {stats[k]}" for k in ("crashes", "partitions", "torn_crashes", "lost_fsyncs",
-                                                 "bit_flips", "refused_starts", "messages_dropped",
+                                                 "amnesia", "bit_flips", "refused_starts", "disk_errors",
+                                                 "snapshots_installed", "messages_dropped",
                                                  "messages_duplicated"))
     )
     console.print(
@@ -132,6 +133,13 @@ def _print_one(result: dict[str, Any], show_log: bool) -> None:
         + ", ".join(f"{k} {stats[k]}" for k in ("ops_ok", "ops_indeterminate", "retries", "reads",
                                                  "acks", "expiries", "blocks_applied"))
     )
+    if stats.get("reports_accepted") or stats.get("reports_rejected"):
+        console.print(
+            "  oracle: "
+            + ", ".join(f"{k} {stats[k]}" for k in ("reports_accepted", "reports_rejected", "index_updates",
+                                                     "market_jumps", "breaker_trips", "breaker_resets",
+                                                     "oracle_pauses"))
+        )
     if show_log:
         for line in result.get("log", []):
             print("  " + line)

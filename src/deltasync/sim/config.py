@@ -75,6 +75,14 @@ class SimConfig:
     client_timeout_ns: int
     client_attempts_max: int
     expiry_in_ns: int  # the first expiry happens this long after the start
+    # oracle (0 sources: no oracle extension; otherwise signed reports gate trading)
+    oracle_sources: int
+    oracle_interval_ns: int  # each source reports this often
+    oracle_staleness_ns: int
+    oracle_stale_ppm: int  # a report carries an old timestamp (replay / lagging source)
+    oracle_outlier_ppm: int  # a report is far off the market
+    oracle_jump_ppm: int  # the market jumps 5-15 % before a report
+    oracle_pause_ppm: int  # nemesis: every source goes quiet for a while (the index goes stale)
 
     @property
     def quorum(self) -> int:
@@ -144,4 +152,11 @@ class SimConfig:
             client_timeout_ns=rng.choice((500, 1000, 2000)) * NS_PER_MS,
             client_attempts_max=rng.randrange(3, 8),
             expiry_in_ns=rng.randrange(3, 60) * NS_PER_S,
+            oracle_sources=rng.choice((0, 3, 3, 3)),
+            oracle_interval_ns=rng.choice((300, 700, 1500)) * NS_PER_MS,
+            oracle_staleness_ns=rng.choice((3, 5, 10)) * NS_PER_S,
+            oracle_stale_ppm=rng.choice((0, 30_000, 100_000)),
+            oracle_outlier_ppm=rng.choice((0, 30_000, 100_000)),
+            oracle_jump_ppm=rng.choice((0, 10_000, 40_000)),
+            oracle_pause_ppm=rng.choice((0, 20_000, 60_000)) // scale,
         )

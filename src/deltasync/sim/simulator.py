@@ -29,11 +29,26 @@ from typing import Any
 
 from deltasync.consensus import Role
 from deltasync.core.errors import DeltasyncError
+from deltasync.core.fixed import Price
 from deltasync.core.timeutil import days_from_civil
 from deltasync.exchange.commands import COMMANDS, Deposit
 from deltasync.exchange.events import EVENTS, Deposited, Withdrawn, WithdrawRejected
 from deltasync.exchange.genesis import GenesisConfig, default_genesis_dict
 from deltasync.exchange.instruments import expiry_ns_of
+from deltasync.exchange.oracle import (
+    ORACLE_REGISTRY,
+    CircuitBreakerReset,
+    CircuitBreakerTripped,
+    IndexPriceUpdated,
+    OracleConfig,
+    OracleExtension,
+    OracleReport,
+    OracleReportAccepted,
+    OracleReportRejected,
+    OracleState,
+    public_key_of,
+    sign_report,
+)
 from deltasync.exchange.state import BlockResult, ExchangeState
 from deltasync.node.driver import Answer, CommandCodec, NodeCore, NodeSettings, Output
 from deltasync.sim.clock import NodeClock
@@ -166,6 +181,23 @@ def sim_genesis(config: SimConfig, start_ns: int) -> GenesisConfig:
     return GenesisConfig.from_dict(raw)
 
 
+def oracle_config(keys: dict[str, bytes], staleness_ns: int) -> OracleConfig:
+    return OracleConfig.from_dict(
+        {
+            "sources": [
+                {"id": name, "public_key": public_key_of(key).hex(), "underlyings": [UNDERLYING]}
+                for name, key in sorted(keys.items())
+            ],
+            "min_sources": 2,
+            "staleness_ns": staleness_ns,
+            "clamp_band_ppm": 20_000,
+            "max_report_skew_ns": 5 * NS_PER_S,
+            "jump_bound_ppm": 50_000,
+            "jump_confirm_sources": 2,
+        }
+    )
+
+
 def first_expiry_ns() -> int:
     return expiry_ns_of(days_from_civil(2026, 11, 27))
 
@@ -181,7 +213,7 @@ class Simulator:
         self.rng_clients = stream(seed, "clients")
         self.start_ns = first_expiry_ns() - config.expiry_in_ns
         self.genesis = sim_genesis(config, self.start_ns - NS_PER_S)
-        self.codec = CommandCodec([COMMANDS], [EVENTS])
+        self.codec = CommandCodec([COMMANDS, ORACLE_REGISTRY], [EVENTS, ORACLE_REGISTRY])
         self.network = SimNetwork(config, self.rng_net)
         self.voters = tuple(range(1, config.nodes + 1))
         self.nodes: dict[int, SimNode] = {}
@@ -225,7 +257,8 @@ class Simulator:
             "bit_flips": 0, "torn_crashes": 0, "refused_starts": 0, "ops_ok": 0,
             "ops_indeterminate": 0, "retries": 0, "reads": 0, "blocks_applied": 0,
             "expiries": 0, "snapshots_installed": 0, "amnesia": 0, "disk_errors": 0,
-            "disk_error_stops": 0,
+            "disk_error_stops": 0, "market_jumps": 0, "oracle_pauses": 0, "index_updates": 0,
+            "breaker_trips": 0, "breaker_resets": 0, "reports_rejected": 0, "reports_accepted": 0,
         }
         self.clients: list[Client] = []
         session = SESSION_BASE
@@ -234,6 +267,20 @@ class Simulator:
             account = TRADING_ACCOUNT_BASE + index if trading else FUNDING_ACCOUNT_BASE
             client_rng = stream(seed, f"client/{index}")
             self.clients.append(Client(index, session + index, account, trading, client_rng))
+        self.oracle: OracleConfig | None = None
+        self.oracle_keys: dict[str, bytes] = {}
+        if config.oracle_sources:
+            key_rng = stream(seed, "oracle/keys")
+            names = [f"src{i}" for i in range(config.oracle_sources)]
+            self.oracle_keys = {name: key_rng.randbytes(32) for name in names}
+            self.oracle = oracle_config(self.oracle_keys, config.oracle_staleness_ns)
+            for name in names:
+                index = len(self.clients)
+                client = Client(index, session + index, 0, False, stream(seed, f"client/{index}"))
+                client.oracle_source = name
+                self.clients.append(client)
+        self.market_raw = Price.whole(100_000).raw  # the "true" BTC price the sources observe
+        self.oracle_paused_until_ns = 0
         self._client_of_session = {c.session: c for c in self.clients}
         self._op_ids = 0
         self._tokens = 0  # attempt tokens, unique over the run (stale timers must not match)
@@ -305,7 +352,7 @@ class Simulator:
 
     def _machine_factory(self, node_id: int) -> Callable[[], ExchangeState]:
         def build() -> ExchangeState:
-            machine = self.hooks.machine_class.from_genesis(self.genesis)
+            machine = self.hooks.machine_class.from_genesis(self.genesis, extensions=self._extensions())
             self._observe_machine(machine, node_id)
             return machine
 
@@ -313,11 +360,14 @@ class Simulator:
 
     def _machine_restore(self, node_id: int) -> Callable[[bytes], ExchangeState]:
         def restore(data: bytes) -> ExchangeState:
-            machine = self.hooks.machine_class.restore(data)
+            machine = self.hooks.machine_class.restore(data, extensions=self._extensions())
             self._observe_machine(machine, node_id)
             return machine
 
         return restore
+
+    def _extensions(self) -> list[Any]:
+        return [] if self.oracle is None else [OracleExtension(OracleState(self.oracle))]
 
     def _observe_machine(self, machine: ExchangeState, node_id: int) -> None:
         if isinstance(machine, CheckedExchangeState):
@@ -504,6 +554,8 @@ class Simulator:
         if any(type(e).__name__ == "InstrumentExpired" for e in block.result.start_events):
             self.stats["expiries"] += 1
         seen = self.chain.get(block.height)
+        if seen is None and self.oracle is not None:
+            self._count_oracle_events(block.result)
         mine = ChainBlock(block.height, block.time_ns, block.sessions, root, node_id)
         if seen is None:
             self.chain[block.height] = mine
@@ -514,6 +566,22 @@ class Simulator:
                 f"state root: height {block.height}: node {node_id} {what} differs from node {seen.node}"
                 f" (roots {mine.root.hex()[:16]} vs {seen.root.hex()[:16]})"
             )
+
+    def _count_oracle_events(self, result: BlockResult) -> None:
+        stats = self.stats
+        events = list(result.start_events) + [e for per in result.events for e in per]
+        for event in events:
+            match event:
+                case IndexPriceUpdated():
+                    stats["index_updates"] += 1
+                case CircuitBreakerTripped():
+                    stats["breaker_trips"] += 1
+                case CircuitBreakerReset():
+                    stats["breaker_resets"] += 1
+                case OracleReportRejected():
+                    stats["reports_rejected"] += 1
+                case OracleReportAccepted():
+                    stats["reports_accepted"] += 1
 
     def _violation(self, text: str) -> None:
         full = f"t={(self.now - self.start_ns) / NS_PER_S:.3f}s {text}"
@@ -542,6 +610,11 @@ class Simulator:
             self.stats["heals"] += 1
             self.network.heal()
             self._note("heal")
+        if self.oracle is not None and config.oracle_pause_ppm and rng.randrange(PPM) < config.oracle_pause_ppm:
+            pause_ns = config.oracle_staleness_ns + rng.randrange(1, 5) * NS_PER_S
+            self.oracle_paused_until_ns = self.now + pause_ns
+            self.stats["oracle_pauses"] += 1
+            self._note(f"oracle sources go quiet for {pause_ns / NS_PER_S:.1f} s")
         if up and config.disk_error_ppm and rng.randrange(PPM) < config.disk_error_ppm:
             node = self.nodes[rng.choice(up)]
             operation = rng.choice(("write", "sync", "sync_dir"))
@@ -566,6 +639,7 @@ class Simulator:
 
     def _on_liveness(self) -> None:
         self.phase = "liveness"
+        self.oracle_paused_until_ns = 0
         self.network.heal()
         self.network.faults_on = False
         for node in self.nodes.values():
@@ -588,7 +662,13 @@ class Simulator:
         client = self.clients[client_id]
         if client.op is not None or not self.workload_on:
             return
-        kind, command, account, amount = client.next_command(self.names, self.config.funding_accounts)
+        if client.oracle_source:
+            if self.now < self.oracle_paused_until_ns:
+                self._push(self.oracle_paused_until_ns, EV_CLIENT_WAKE, client_id)
+                return
+            kind, command, account, amount = "oracle", self._report(client), 0, 0
+        else:
+            kind, command, account, amount = client.next_command(self.names, self.config.funding_accounts)
         self._op_ids += 1
         request = client.next_request
         if kind != "read":
@@ -598,6 +678,24 @@ class Simulator:
         if self.phase == "liveness":
             self.liveness_ops.append((client_id, op))
         self._attempt(client)
+
+    def _report(self, client: Client) -> OracleReport:
+        """A signed report of the market as this source sees it (sometimes stale or wrong)."""
+        config, rng = self.config, client.rng
+        if rng.randrange(PPM) < config.oracle_jump_ppm:
+            self.stats["market_jumps"] += 1
+            self.market_raw += self.market_raw * rng.choice((-1, 1)) * rng.randrange(5, 16) // 100
+        else:
+            self.market_raw += self.market_raw * rng.randrange(-10, 11) // 10_000
+        price = self.market_raw
+        ts_ns = self.now - rng.randrange(0, 50_000_000)
+        if rng.randrange(PPM) < config.oracle_outlier_ppm:
+            price = price * rng.choice((70, 130)) // 100
+        if rng.randrange(PPM) < config.oracle_stale_ppm:
+            ts_ns -= rng.randrange(1, 20) * NS_PER_S
+        price = max(Price.whole(1).raw, price - price % Price.whole(1).raw)
+        key = self.oracle_keys[client.oracle_source]
+        return sign_report(key, client.oracle_source, UNDERLYING, Price(price), ts_ns)
 
     def _attempt(self, client: Client) -> None:
         op = client.op
@@ -681,7 +779,9 @@ class Simulator:
         if done:
             self.finished_ops.add(op.op_id)
         self.stats["ops_ok" if done else "ops_indeterminate"] += 1
-        if op.kind == "trade":
+        if op.kind == "oracle":
+            pass
+        elif op.kind == "trade":
             if done:
                 assert events is not None
                 if isinstance(op.command, Deposit):
@@ -693,7 +793,10 @@ class Simulator:
                           self.now if done else None, output if done else None)
             )
         if self.workload_on:
-            self._push(self.now + 1 + self.rng_clients.randrange(self.config.think_ns_max), EV_CLIENT_WAKE, client.client_id)
+            think_ns = self.config.think_ns_max
+            if client.oracle_source:
+                think_ns = self.config.oracle_interval_ns
+            self._push(self.now + 1 + self.rng_clients.randrange(think_ns), EV_CLIENT_WAKE, client.client_id)
 
     # --- the result -----------------------------------------------------------------------
 

@@ -81,6 +81,7 @@ class Client:
     funded: bool = False
     op: PendingOp | None = None
     open_orders: list[int] = field(default_factory=list)
+    oracle_source: str = ""  # an oracle feeder (signs and sends price reports) when set
 
     def next_command(self, instrument_names: list[str], funding_accounts: int) -> tuple[str, Any, int, int]:
         """(kind, command, account, amount raw) of the next operation."""
