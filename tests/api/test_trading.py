@@ -336,3 +336,48 @@ def test_an_index_drop_liquidates_through_the_book_and_the_api_shows_it() -> Non
                 await client.close()
 
     asyncio.run(main())
+
+
+def test_expiry_settles_positions_and_the_api_reports_it() -> None:
+    async def main() -> None:
+        from deltasync.core.ids import parse_option_name
+        from deltasync.core.timeutil import NS_PER_SECOND
+        from deltasync.exchange.instruments import expiry_ns_of
+
+        short_dated = "BTC_USDC-27NOV26-95000-C"
+        expiry_ns = expiry_ns_of(parse_option_name(short_dated).expiry_days)
+        clock = [expiry_ns - 60 * NS_PER_SECOND]
+        options = {"clock_ns": lambda: clock[0], "oracle_interval_s": 0.01}
+        async with running(venue_options=options) as server:
+            venue = server.venue
+            buyer = await new_client(server)
+            seller = await new_client(server)
+            await seller.sell(short_dated, "0.1", "5000", post_only=True)
+            await buyer.buy(short_dated, "0.1", "5000")
+            assert (await buyer.get_position(short_dated)).size == Decimal("0.1")
+
+            clock[0] = expiry_ns + NS_PER_SECOND  # block time passes the expiry
+            venue.set_demo_price("BTC", 100_000 * 10**6)
+
+            async def settled() -> bool:
+                return (await buyer.stats())["events"].get("InstrumentSettled", 0) > 0
+
+            for _ in range(100):
+                if await settled():
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the expiry never settled")
+            ticker = await buyer.ticker(short_dated)
+            assert ticker["state"] == "closed" and ticker["settlement_price"] > 0
+            expired = await buyer.get_instruments("BTC", expired=True)
+            assert short_dated in [item["instrument_name"] for item in expired]
+            assert short_dated not in [i["instrument_name"] for i in await buyer.get_instruments("BTC")]
+            assert all(p.instrument_name != short_dated for p in await buyer.get_positions())
+            with pytest.raises(ApiError) as closed:
+                await buyer.buy(short_dated, "0.1", "5000")
+            assert closed.value.code == 10010  # already_closed
+            for client in (buyer, seller):
+                await client.close()
+
+    asyncio.run(main())

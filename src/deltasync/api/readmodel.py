@@ -25,6 +25,7 @@ from deltasync.exchange import commands as xc
 from deltasync.exchange import events as xe
 from deltasync.exchange.liquidation import LIQUIDATION_LABEL
 from deltasync.exchange.oracle import IndexPriceUpdated, OracleReportRejected
+from deltasync.exchange.settlement import InstrumentSettled
 
 ORDERS_KEPT_MAX = 200_000  # closed orders are forgotten oldest first beyond this
 TRADES_PER_INSTRUMENT_MAX = 1_000
@@ -66,6 +67,7 @@ class ReadModel:
         self.change_ids: dict[str, int] = {}
         self._levels: dict[str, dict[tuple[v.Direction, int], int]] = {}
         self.event_counts: dict[str, int] = {}  # by event class name: the demo's summary
+        self.settlement_prices: dict[str, int] = {}  # instrument -> Price raw, once settled
         self._liquidation_orders: OrderedDict[int, None] = OrderedDict()
         self.height = 0
         self.time_ns = 0
@@ -282,6 +284,9 @@ class ReadModel:
             case OracleReportRejected():
                 if result is not None and result.rejection is None:
                     result.rejection = v.Rejection(event.reason.value, {"detail": event.detail})
+            case InstrumentSettled():
+                self.settlement_prices[event.instrument] = event.settlement_price.raw
+                block.instruments_touched.add(event.instrument)
             case IndexPriceUpdated():
                 name = f"{event.underlying.lower()}_usdc"
                 block.indexes[name] = v.IndexView(name, event.price.raw,

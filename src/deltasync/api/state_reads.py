@@ -277,6 +277,7 @@ class StateReads:
             volume_raw=sum(trade.amount_raw for trade in recent),
             high_raw=max((trade.price_raw for trade in recent), default=None),
             low_raw=min((trade.price_raw for trade in recent), default=None),
+            settlement_price_raw=self.read.settlement_prices.get(name),
         )
 
     async def ticker(self, name: str, *, linearizable: bool = True) -> v.TickerView | None:
