@@ -142,6 +142,12 @@ def test_subscription_errors_and_limits() -> None:
             with pytest.raises(ApiError) as bad_instrument:
                 await anonymous.call("public/subscribe", {"channels": ["book.NOPE.raw"]})
             assert bad_instrument.value.code == 10020
+            with pytest.raises(ApiError) as mixed:  # one bad channel: none subscribed
+                await anonymous.call("public/subscribe", {"channels": [
+                    f"trades.{CALL}.raw", "ticker.NOPE.100ms"]})
+            assert mixed.value.code == 10020
+            assert await anonymous.call("public/unsubscribe",
+                                        {"channels": [f"trades.{CALL}.raw"]}) == []
             too_many = [f"trades.X{i}.raw" for i in range(300)]
             with pytest.raises(ApiError) as limit:
                 await anonymous.call("public/subscribe", {"channels": too_many})

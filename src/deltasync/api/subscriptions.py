@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltasync.api import errors, shapes
+from deltasync.api.combos import is_combo_name, parse_combo
 from deltasync.api.errors import ApiError
 from deltasync.api.jsonio import dumps, money
 from deltasync.api.venue import BlockUpdate, BookView, Direction, TradeView, Venue
@@ -165,10 +166,12 @@ class Hub:
                 "param": "channels",
                 "reason": f"at most {limits.subscriptions_per_session_max} subscriptions per session",
             })
-        for channel, kind, _target in fresh:
+        for channel, kind, target in fresh:
             if kind in USER_KINDS and session.principal is None:
                 raise ApiError(errors.UNAUTHORIZED, {"reason": "user channels need private/auth",
                                                      "channel": channel})
+            await self._check_target(kind, target)
+        # Everything is valid: register them all (no half-subscribed list on an error).
         added: list[str] = []
         for channel, kind, target in fresh:
             account_id = session.principal.account_id if kind in USER_KINDS else None
@@ -182,6 +185,18 @@ class Hub:
             if kind in BOOK_KINDS:
                 await self._snapshot(sub)
         return [channel for channel, _, _ in parsed if channel in session.subscriptions]
+
+    async def _check_target(self, kind: str, target: str) -> None:
+        if kind in ("index", "user_portfolio"):
+            return
+        if kind in ("user_orders", "user_trades") and (target == "any" or "." in target):
+            return  # "any", "option.any", "any.BTC": filters, not instruments
+        if kind in USER_KINDS and is_combo_name(target):
+            parse_combo(target)  # raises 10020 for a malformed combo name
+            return
+        if await self.venue.instrument(target, linearizable=False) is None:
+            raise ApiError(errors.INVALID_OR_UNSUPPORTED_INSTRUMENT,
+                           {"instrument_name": target[:120]})
 
     async def _snapshot(self, sub: Subscription) -> None:
         # Registered first (buffering), read second: nothing between the two is lost.
