@@ -263,3 +263,30 @@ def test_index_channel_and_relayed_oracle_reports() -> None:
             await client.close()
 
     asyncio.run(main())
+
+
+def test_a_hub_that_falls_behind_resends_book_snapshots() -> None:
+    async def main() -> None:
+        async with running() as server:
+            venue = server.venue
+            maker = await new_client(server)
+            watcher = Client(server.url, timeout_s=5)
+            await watcher.connect()
+            book = await watcher.subscribe(f"book.{CALL}.raw")
+            assert (await book.next()).data["type"] == "snapshot"
+            await maker.sell(CALL, "0.1", "2500", post_only=True)
+            assert (await book.next()).data["type"] == "change"
+            # The venue ends a block stream whose reader fell too far behind
+            # (_BlockSubscriber.offer on a full queue); here we end it directly.
+            (hub_stream,) = venue._subscribers
+            hub_stream.end()
+            note = await book.next()
+            assert note.data["type"] == "snapshot"  # resynchronised, not silently gapped
+            assert note.data["asks"] == [["new", 2500, Decimal("0.1")]]
+            await maker.sell(CALL, "0.1", "2600", post_only=True)  # and the stream resumed
+            change = await book.next()
+            assert change.data["prev_change_id"] == note.data["change_id"]
+            for client in (maker, watcher):
+                await client.close()
+
+    asyncio.run(main())

@@ -246,9 +246,15 @@ class Hub:
     # --- the block stream ------------------------------------------------------------
 
     async def _consume(self) -> None:
+        resync = False
         while True:
+            # Subscribe first, snapshot second: blocks applied while the snapshots
+            # are read wait in the new stream and are replayed past them.
+            stream = self.venue.blocks()
+            if resync:
+                await self._resync_books()
             try:
-                async for update in self.venue.blocks():
+                async for update in stream:
                     self.dispatch(update)
             except asyncio.CancelledError:
                 raise
@@ -256,8 +262,8 @@ class Hub:
                 log.exception("subscription hub failed; resubscribing to the block stream")
                 if self.on_error is not None:
                     self.on_error(exc)
-            # The stream ended (we fell behind): book subscribers resynchronise.
-            await self._resync_books()
+            # The stream ended (we fell behind, or a bug): book subscribers resynchronise.
+            resync = True
             await asyncio.sleep(0.01)
 
     async def _resync_books(self) -> None:
