@@ -76,3 +76,49 @@ def test_plan_places_the_milestones_in_order() -> None:
         start, end = plan.outage
         assert 0 < start < plan.kill_s < end < plan.restart_s < plan.crash_s
         assert plan.crash_s + plan.crash_len_s < plan.expiry_s < duration
+
+
+def _good_summary() -> dict[str, object]:
+    return {
+        "roots_agree": True, "root_disagreements": [], "halts": [], "problems": [],
+        "node_restarted": True, "restarted_node_caught_up": True, "combo_fills": 1,
+        "trades_client_view": 5,
+        "audit": {"problems": [], "complete": True, "trades": 9, "liquidations": 2,
+                  "settlements": 3},
+    }
+
+
+def test_verdict_fails_the_run_on_divergence_halts_and_broken_invariants() -> None:
+    from deltasync.cli.demo_cluster import verdict
+
+    good = verdict(_good_summary())
+    assert good["ok"] is True and good["problems"] == [] and good["warnings"] == []
+    assert (good["trades"], good["liquidations"], good["settlements"]) == (9, 2, 3)
+
+    for change in (
+        {"roots_agree": False},
+        {"root_disagreements": [{"height": 7, "roots": {"1": "aa", "2": "bb"}}]},
+        {"halts": ["node2/reports/halt-7.json.json"]},
+        {"audit": {"problems": ["accounts: sum of balances != deposits"], "complete": True}},
+    ):
+        summary = {**_good_summary(), **change}
+        assert verdict(summary)["ok"] is False, change
+        assert summary["problems"], change
+
+    quiet = verdict({**_good_summary(), "audit": {"problems": [], "complete": False}})
+    assert quiet["ok"] is True
+    assert "no liquidation happened" in quiet["warnings"]
+    assert "the short expiry did not settle" in quiet["warnings"]
+
+
+def test_watch_finds_halt_reports(tmp_path: Path) -> None:
+    from deltasync.cli.demo_cluster import Watch
+
+    watch = Watch(tmp_path, {})
+    assert watch.halts() == []
+    reports = tmp_path / "node2" / "reports"
+    reports.mkdir(parents=True)
+    (reports / "halt-41.json.json").write_text("{}")
+    assert watch.halts() == [str(reports / "halt-41.json.json")]
+    watch.rows = [{"id": 3, "halted": {"reason": "state root mismatch"}}]
+    assert len(watch.halts()) == 2
