@@ -290,3 +290,25 @@ def test_a_hub_that_falls_behind_resends_book_snapshots() -> None:
                 await client.close()
 
     asyncio.run(main())
+
+
+def test_skipped_blocks_restart_book_subscriptions_from_snapshots() -> None:
+    async def main() -> None:
+        async with running() as server:
+            venue = server.venue
+            maker = await new_client(server)
+            watcher = Client(server.url, timeout_s=5)
+            await watcher.connect()
+            book = await watcher.subscribe(f"book.{CALL}.raw")
+            assert (await book.next()).data["type"] == "snapshot"
+            # As a follower that installed a snapshot: the next block it folds is not
+            # the one after the last (simulated by moving the read model back).
+            venue.read.height -= 5
+            await maker.sell(CALL, "0.1", "2500", post_only=True)
+            note = await book.next()
+            assert note.data["type"] == "snapshot"
+            assert note.data["asks"] == [["new", 2500, Decimal("0.1")]]
+            for client in (maker, watcher):
+                await client.close()
+
+    asyncio.run(main())

@@ -373,11 +373,9 @@ class ReadModel:
                 self.change_ids[name] = self.height
         return changes
 
-    def seed_levels(self, name: str, bids: Sequence[tuple[int, int]],
-                    asks: Sequence[tuple[int, int]]) -> None:
-        levels = {(v.Direction.BUY, price): amount for price, amount in bids}
-        levels.update({(v.Direction.SELL, price): amount for price, amount in asks})
-        self._levels[name] = levels
+    def forget_levels(self) -> None:
+        """Drop the cached books: the next diff of a book lists all its levels."""
+        self._levels.clear()
 
     # --- queries -------------------------------------------------------------------------
 

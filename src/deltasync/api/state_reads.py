@@ -110,6 +110,11 @@ class StateReads:
         per_command_events: Sequence[Sequence[Any]],
         block_events: Sequence[Any],
     ) -> list[v.CommandResult]:
+        if self.read.height and height != self.read.height + 1:
+            # Blocks were skipped (a node that installed a snapshot): the cached
+            # book levels are stale, so subscribers start over from fresh snapshots.
+            self.read.forget_levels()
+            self.end_subscribers()
         results, update = self.read.apply(height, time_ns, commands, per_command_events,
                                           block_events)
         self._update_open_interest(update)
