@@ -114,6 +114,7 @@ class StateReads:
             # Blocks were skipped (a node that installed a snapshot): the cached
             # book levels are stale, so subscribers start over from fresh snapshots.
             self.read.forget_levels()
+            self._reconcile_orders()
             self.end_subscribers()
         results, update = self.read.apply(height, time_ns, commands, per_command_events,
                                           block_events)
@@ -317,6 +318,20 @@ class StateReads:
                           linearizable: bool = True) -> list[v.TradeView]:
         await self._barrier(linearizable)
         return self.read.last_trades(name, count)
+
+    def _reconcile_orders(self) -> None:
+        """After skipped blocks, open orders in the read model may have moved on:
+        take the state machine's word for each (or forget what it no longer knows)."""
+        stale = [view for view in self.read.orders.values()
+                 if view.order_state is v.OrderState.OPEN]
+        for view in stale:
+            current = self.state.order(view.order_id)
+            if current is None:
+                del self.read.orders[view.order_id]
+                continue
+            self.read.orders[view.order_id] = replace(
+                view, amount_raw=current.amount.raw, filled_amount_raw=current.filled.raw,
+                price_raw=current.price.raw, order_state=_STATE[current.state])
 
     def _order_from_state(self, view: XOrderView) -> v.OrderView:
         known = self.read.orders.get(view.order_id)
