@@ -312,3 +312,25 @@ def test_skipped_blocks_restart_book_subscriptions_from_snapshots() -> None:
                 await client.close()
 
     asyncio.run(main())
+
+
+def test_orders_changed_in_skipped_blocks_are_reconciled_with_the_state() -> None:
+    async def main() -> None:
+        from deltasync.exchange.commands import CancelOrder
+
+        async with running() as server:
+            venue = server.venue
+            client = await new_client(server)
+            placed = await client.buy(CALL, "0.01", "600", post_only=True)
+            account_id = (await client.get_account_summary()).raw["id"]
+            # A block the read model never sees (as during a snapshot install).
+            state = venue.state
+            state.apply_block(state.height + 1, state.time_ns,
+                              [CancelOrder(account_id, int(placed.order.order_id))])
+            await client.buy(CALL, "0.01", "601", post_only=True)  # the next folded block
+            again = await client.get_order_state(placed.order.order_id)
+            assert again.order_state == "cancelled"
+            assert [o.price for o in await client.get_open_orders()] == [Decimal(601)]
+            await client.close()
+
+    asyncio.run(main())
