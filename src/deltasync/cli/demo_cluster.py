@@ -269,12 +269,15 @@ class Demo:
 
     def write_cluster(self) -> dict[str, Any]:
         from deltasync.cli.cluster import write_configs
+        from deltasync.exchange.genesis import GENESIS_TIME_NS_DEFAULT
 
-        rate = int(self.args.rate)
-        self.rate = rate
         wall_anchor_ns = time.time_ns()
         self.expiry_ns = expiry_ns_of(SHORT_EXPIRY)
         reach_s = SETUP_ESTIMATE_S + self.plan.expiry_s
+        # Block time starts after genesis: a long run gets a slower block clock.
+        rate_max = int((self.expiry_ns - GENESIS_TIME_NS_DEFAULT) / (reach_s * NS))
+        rate = max(1, min(int(self.args.rate), rate_max, 10_000))
+        self.rate = rate
         block_anchor_ns = self.expiry_ns - int(reach_s * rate * NS)
         from deltasync.cli.demo_market import BlockClock
 
