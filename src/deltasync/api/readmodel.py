@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from deltasync.api import venue as v
-from deltasync.core.fixed import NOTIONAL_DIVISOR
+from deltasync.core.fixed import NOTIONAL_DIVISOR, Price, Quantity
 from deltasync.exchange import commands as xc
 from deltasync.exchange import events as xe
 from deltasync.exchange.liquidation import LIQUIDATION_LABEL
@@ -41,6 +41,7 @@ _TIF = {
     xc.TimeInForce.IMMEDIATE_OR_CANCEL: v.TimeInForce.IMMEDIATE_OR_CANCEL,
     xc.TimeInForce.FILL_OR_KILL: v.TimeInForce.FILL_OR_KILL,
 }
+_TIF_TO_EXCHANGE = {view: exchange for exchange, view in _TIF.items()}
 _CANCEL_REASON = {
     xe.CancelReason.USER: "user_request",
     xe.CancelReason.UNFILLED: "immediate_or_cancel",
@@ -77,15 +78,9 @@ class ReadModel:
     @staticmethod
     def to_exchange(account: int, command: v.VenueCommand, time_ns: int) -> xc.Command:
         """Translate an API command (validated shapes already) for the state machine."""
-        from deltasync.core.fixed import Price, Quantity
-
         match command:
             case v.PlaceOrder():
-                tif = {v.TimeInForce.GOOD_TIL_CANCELLED: xc.TimeInForce.GOOD_TIL_CANCELLED,
-                       v.TimeInForce.IMMEDIATE_OR_CANCEL: xc.TimeInForce.IMMEDIATE_OR_CANCEL,
-                       v.TimeInForce.FILL_OR_KILL: xc.TimeInForce.FILL_OR_KILL,
-                       v.TimeInForce.GOOD_TIL_DAY: xc.TimeInForce.GOOD_TIL_TIME}[
-                    command.time_in_force]
+                tif = _TIF_TO_EXCHANGE[command.time_in_force]
                 expire_at_ns = 0
                 if command.valid_until_ms is not None:
                     tif = xc.TimeInForce.GOOD_TIL_TIME
