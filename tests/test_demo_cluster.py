@@ -46,6 +46,9 @@ def test_demo_runs_a_cluster_through_the_scenario(tmp_path: Path) -> None:
     assert summary["liquidations"] > 0 and audit["liquidated_accounts"] > 0, detail
     assert summary["settlements"] > 0 and audit["instruments_settled"] > 0, detail
     assert summary["combo_fills"] > 0 and audit["combos_filled"] > 0, detail
+    # a WebSocket subscriber kept a book that matches the REST book at the end
+    assert summary["subscription"]["notifications"] > 0, detail
+    assert summary["subscription"]["book_matches_rest"] is not False, detail
     # a node was killed, restarted, and caught up
     assert summary["node_killed"] is not None and summary["node_restarted"] is True, detail
     assert summary["restarted_node_caught_up"] is True, detail

@@ -339,6 +339,9 @@ class Demo:
                                                      "29JAN27")})
         tasks: list[asyncio.Task[Any]] = []
         relays: list[dm.Api] = []
+        watcher_task: asyncio.Task[Any] | None = None
+        watcher_stop = asyncio.Event()
+        completed = False
         try:
             # Oracle first: trading opens with the first index.
             self.phase = "oracle warming up"
@@ -396,7 +399,10 @@ class Demo:
                 self.stop, [self.plan.at(0.15), self.plan.at(0.6)], path)))
             tasks += [asyncio.create_task(lev.run(self.stop, self.plan.at(0.05),
                                                   self.plan.at(0.28), path)) for lev in levered]
+            self.watcher = dm.BookWatcher(urls, 1, f"BTC_USDC-{WEEK_EXPIRY}-100000-P")
+            watcher_task = asyncio.create_task(self.watcher.run(watcher_stop))
             await self._timeline(display, accounts)
+            completed = True
         finally:
             self.phase = "stopping"
             self.stop.set()
@@ -408,6 +414,13 @@ class Demo:
                 for task in done:
                     if not task.cancelled() and task.exception() is not None:
                         self.problems.append(f"agent crashed: {task.exception()!r}"[:300])
+            if watcher_task is not None:
+                if completed:  # the agents are done: the book must now be still
+                    self.phase = "checking the subscribed book"
+                    self.observed["book_matches_rest"] = await self.watcher.compare_with_rest()
+                watcher_stop.set()
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(watcher_task, 5)
             for relay in relays:
                 await relay.close()
             for account in getattr(self, "accounts", {}).values():
@@ -656,6 +669,11 @@ def render(demo: Demo) -> Any:
     stats.add_row("block time", block_clock)
     stats.add_row("option", sample)
     stats.add_row("oracle reports", f"{m.oracle_reports} relayed, {m.oracle_outliers} outliers")
+    watcher = getattr(demo, "watcher", None)
+    if watcher is not None:
+        stats.add_row("ws subscription", f"{watcher.notifications} notifications, "
+                      f"{watcher.trades_seen} trades, {watcher.gaps} gaps, "
+                      f"{watcher.reconnects} reconnects  ({watcher.instrument})")
     stats.add_row("leader", str(watch.leader if watch else "-"))
     stats.add_row("state roots", agree)
     events = [text for _, text in m.events[-4:]]
@@ -756,6 +774,7 @@ def build_summary(demo: Demo, final: dict[str, Any]) -> dict[str, Any]:
         "halts": halts,
         "levered_before_crash": demo.observed.get("levered_before_crash"),
         "index_before_crash": demo.observed.get("index_before_crash"),
+        "subscription": _subscription(demo),
         "index_after_crash": demo.observed.get("index_after_crash"),
         "problems": list(demo.problems),
         "audit_pending": True,
@@ -809,9 +828,23 @@ def verdict(summary: dict[str, Any]) -> dict[str, Any]:
         warnings.append("no trade happened")
     if not summary.get("combo_fills"):
         warnings.append("no combo filled")
+    subscription = summary.get("subscription") or {}
+    if subscription.get("book_matches_rest") is False:
+        warnings.append("the book kept from the WebSocket subscription differs from "
+                        "public/get_order_book")
     summary["warnings"] = warnings
     summary["ok"] = not problems
     return summary
+
+
+def _subscription(demo: Demo) -> dict[str, Any] | None:
+    watcher = getattr(demo, "watcher", None)
+    if watcher is None:
+        return None
+    return {"instrument": watcher.instrument, "notifications": watcher.notifications,
+            "trades_seen": watcher.trades_seen, "book_gaps": watcher.gaps,
+            "reconnects": watcher.reconnects,
+            "book_matches_rest": demo.observed.get("book_matches_rest")}
 
 
 def _fmt_index(index: dict[str, str] | None) -> str:
@@ -835,6 +868,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     latency = summary.get("latency_ms") or {}
     audit = summary.get("audit") or {}
     final = summary.get("final_roots") or {}
+    sub = summary.get("subscription") or {}
     rows = [
         ("orders (accepted / rejected)",
          f"{summary.get('orders', 0)} ({summary.get('orders_accepted', 0)} / "
@@ -856,6 +890,9 @@ def print_summary(summary: dict[str, Any]) -> None:
          f"{_fmt_index(summary.get('index_before_crash'))} -> "
          f"{_fmt_index(summary.get('index_after_crash'))}"),
         ("oracle breaker trips", f"{audit.get('breaker_trips', 0)}"),
+        ("ws book (notifications / gaps / = REST)",
+         f"{sub.get('notifications', '-')} / {sub.get('book_gaps', '-')} / "
+         f"{sub.get('book_matches_rest', '-')}"),
         ("client fail-overs", f"{summary.get('failovers', 0)}"),
         ("blocks replayed by the auditor",
          f"{audit.get('blocks', '-')} in {audit.get('elapsed_s', '-')} s"),
