@@ -23,6 +23,7 @@ from deltasync.core import limits
 from deltasync.core.codec import decode
 from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE
 from deltasync.exchange import commands as xc
+from deltasync.exchange.book import BUY, SELL
 from deltasync.exchange.instruments import PPM, Instrument
 from deltasync.exchange.state import ExchangeState
 from deltasync.exchange.views import OrderState as XOrderState
@@ -148,11 +149,15 @@ class StateReads:
 
 
     def _book_levels(self, name: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
-        view = self.state.book(name, limits.api_book_depth_max)
-        if view is None:
+        # Raw levels straight from the engine's book (read-only): this runs for every
+        # book a block touched, on the node's apply path, so no view objects here.
+        instrument = self.state.instrument(name)
+        if instrument is None:
             return None
-        return ([(level.price.raw, level.amount.raw) for level in view.bids],
-                [(level.price.raw, level.amount.raw) for level in view.asks])
+        book = self.state.books[instrument.instrument_id]
+        depth = limits.api_book_depth_max
+        return ([(price, amount) for price, amount, _ in book.depth(BUY, depth)],
+                [(price, amount) for price, amount, _ in book.depth(SELL, depth)])
 
     def _instrument_view(self, instrument: Instrument) -> v.InstrumentView:
         cached = self._instrument_views.get(instrument.name)
