@@ -52,15 +52,15 @@ def check_chain(sim: Simulator) -> list[str]:
             problems.append(f"acks: request {key} applied {len(heights)} times, at heights {heights}")
     for ack in sim.acks:
         key = (ack.session, ack.request)
-        heights = applied.get(key)
-        if not heights:
+        where = applied.get(key)
+        if not where:
             problems.append(
                 f"acks: request {key} acknowledged by node {ack.node} at height {ack.height}"
                 f" (t={(ack.at_ns - sim.start_ns) / NS_PER_S:.3f}s) is not in the committed chain"
             )
-        elif ack.height != heights[0]:
+        elif ack.height != where[0]:
             problems.append(
-                f"acks: request {key} acknowledged at height {ack.height} but applied at {heights[0]}"
+                f"acks: request {key} acknowledged at height {ack.height} but applied at {where[0]}"
             )
     return _dedupe(problems)
 
@@ -112,6 +112,12 @@ def check_liveness(sim: Simulator) -> list[str]:
             f"liveness: no block committed after healing (height stays {height};"
             f" {'no leader' if leader is None else f'leader {leader}'}): {status}"
         )
+    first = sim.first_block_after_healing_ns
+    if first is not None and first - sim.liveness_start_ns > config.liveness_bound_ns:
+        problems.append(
+            f"liveness: the first block after healing came {(first - sim.liveness_start_ns) / NS_PER_S:.1f} s"
+            f" later (bound {config.liveness_bound_ns / NS_PER_S:.0f} s): {status}"
+        )
     heights = {i: core.tip.height for i, core in running.items()}
     behind = sorted(i for i, h in heights.items() if h < sim.converge_height)
     if behind:
@@ -123,7 +129,11 @@ def check_liveness(sim: Simulator) -> list[str]:
     for client_id, op in sim.liveness_ops:
         client = sim.clients[client_id]
         finished = op.op_id in sim.finished_ops
-        if client.op is op:
+        if finished and sim.finished_ops[op.op_id] - op.invoke_ns > config.liveness_bound_ns:
+            stuck.append(f"client {client_id} op {op.op_id} ({op.kind}, session {client.session}"
+                         f" request {op.request}) took"
+                         f" {(sim.finished_ops[op.op_id] - op.invoke_ns) / NS_PER_S:.1f} s")
+        elif client.op is op:
             stuck.append(f"client {client_id} op {op.op_id} ({op.kind}, session {client.session}"
                          f" request {op.request}) still pending after {op.attempts} attempts")
         elif not finished:
@@ -132,7 +142,7 @@ def check_liveness(sim: Simulator) -> list[str]:
                          f" (last via node {op.attempt_node})")
     if stuck:
         problems.append(
-            f"liveness: {len(stuck)} client operations did not complete after healing: "
+            f"liveness: {len(stuck)} client operations did not complete within the bound after healing: "
             + "; ".join(stuck[:5]) + f". Nodes: {status}"
         )
     return problems

@@ -250,7 +250,8 @@ class Simulator:
         self.liveness_ops: list[tuple[int, PendingOp]] = []  # (client, op) invoked after healing
         self.liveness_height = 0
         self.converge_height = 0
-        self.finished_ops: set[int] = set()  # op ids completed with a known outcome
+        self.finished_ops: dict[int, int] = {}  # op id -> when it completed with a known outcome
+        self.first_block_after_healing_ns: int | None = None
         self.log: list[str] = []  # nemesis and notable events, for the summary
         self.stats: dict[str, int] = {
             "crashes": 0, "restarts": 0, "partitions": 0, "heals": 0, "lost_fsyncs": 0,
@@ -559,6 +560,8 @@ class Simulator:
         mine = ChainBlock(block.height, block.time_ns, block.sessions, root, node_id)
         if seen is None:
             self.chain[block.height] = mine
+            if self.phase == "liveness" and self.first_block_after_healing_ns is None:
+                self.first_block_after_healing_ns = self.now
             return
         if (seen.root, seen.sessions, seen.time_ns) != (mine.root, mine.sessions, mine.time_ns):
             what = "state root" if seen.root != mine.root else "block content"
@@ -777,7 +780,7 @@ class Simulator:
         client.op = None
         done = events is not None
         if done:
-            self.finished_ops.add(op.op_id)
+            self.finished_ops[op.op_id] = self.now
         self.stats["ops_ok" if done else "ops_indeterminate"] += 1
         if op.kind == "oracle":
             pass
