@@ -490,6 +490,12 @@ class Demo:
                     self.caught_up = True
                     self.milestones["caught_up"] = t
                     self.metrics.note(f"node {self.killed} caught up (height {height})")
+            if "outage" not in self.milestones and t >= plan.outage[0]:
+                self.milestones["outage"] = t
+                self.metrics.note("oracle source demo-c goes silent (outage)")
+            if "outage_end" not in self.milestones and t >= plan.outage[1]:
+                self.milestones["outage_end"] = t
+                self.metrics.note("oracle source demo-c reports again")
             if not crash_noted and t >= plan.crash_s:
                 crash_noted = True
                 self.milestones["crash"] = t
