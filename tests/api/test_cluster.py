@@ -107,6 +107,12 @@ async def _scenario(cluster: LocalCluster) -> None:
 
     # Auth and bad input against a follower: replayed nonces, wrong secrets, garbage.
     await _auth_and_bad_input(urls[follower], maker)
+    # A bearer token from one node is good on another (tokens are signed, not stored).
+    async with Client(urls[follower], maker.client_id, maker.client_secret, timeout_s=10,
+                      auth_mode="bearer") as bearer:
+        await bearer.get_account_summary()
+        bearer.base_url = urls[leader]  # fail over, keeping the token
+        assert (await bearer.get_account_summary()).currency == "USDC"
 
     status = await watcher.call("public/deltasync_cluster_status")
     assert {node["id"] for node in status["nodes"]} == set(urls)

@@ -126,6 +126,36 @@ def test_derived_keys_are_known_to_every_store_with_the_master_secret() -> None:
     assert KeyStore(master).get("ds12kzzzz") is None
 
 
+def test_signed_tokens_work_on_every_node_of_a_cluster() -> None:
+    master = b"k" * 32
+    clock = [1_800_000_000_000]
+    node_a = Authenticator(KeyStore(master), now_ms=lambda: clock[0], token_ttl_s=60)
+    node_b = Authenticator(KeyStore(master), now_ms=lambda: clock[0], token_ttl_s=60)
+    key = node_a.keys.create(account_id=2_000_001)
+    grant = node_a.grant({"grant_type": "client_credentials", "client_id": key.client_id,
+                          "client_secret": key.client_secret})
+    assert node_b.bearer(grant["access_token"]).account_id == 2_000_001  # failover keeps it
+    body, _, mac = grant["access_token"].rpartition("~")
+    forged = body.replace("2000001", "2000002") + "~" + mac
+    for bad in (forged, grant["access_token"][:-1] + "0", grant["refresh_token"], "x~y"):
+        with pytest.raises(ApiError):
+            node_b.bearer(bad)
+    again = node_b.grant({"grant_type": "refresh_token", "refresh_token": grant["refresh_token"]})
+    with pytest.raises(ApiError):  # single use on the node that saw it
+        node_b.grant({"grant_type": "refresh_token", "refresh_token": grant["refresh_token"]})
+    node_a.logout(node_a.bearer(again["access_token"]))
+    with pytest.raises(ApiError):  # logged out here ...
+        node_a.bearer(again["access_token"])
+    clock[0] += 1
+    fresh = node_a.grant({"grant_type": "client_credentials", "client_id": key.client_id,
+                          "client_secret": key.client_secret})
+    assert node_a.bearer(fresh["access_token"]).client_id == key.client_id  # ... new ones work
+    clock[0] += 61_000
+    with pytest.raises(ApiError) as expired:
+        node_b.bearer(fresh["access_token"])
+    assert expired.value.data["reason"] == "token_expired"
+
+
 def test_combo_names_are_canonical_and_parse_back() -> None:
     legs = [ComboLeg("BTC_USDC-25DEC26-110000-C", -2), ComboLeg("BTC_USDC-25DEC26-100000-C", 2)]
     name, ordered = make_combo(legs)

@@ -101,6 +101,13 @@ class KeyStore:
         self.add(key)
         return key
 
+    @property
+    def token_secret(self) -> bytes | None:
+        """With a master secret, access tokens are signed and every node accepts them."""
+        if self._master is None:
+            return None
+        return hmac.new(self._master, b"deltasync-api-tokens", hashlib.sha256).digest()
+
     def add(self, key: ApiKey) -> None:
         self._keys[key.client_id] = key
 
@@ -161,6 +168,8 @@ class Authenticator:
         self._tokens: dict[str, _Token] = {}
         self._tokens_by_key: dict[str, OrderedDict[str, None]] = {}
         self._nonces: dict[str, OrderedDict[str, int]] = {}
+        self._logged_out_ms: dict[str, int] = {}  # signed tokens issued before are refused
+        self._used_refresh: OrderedDict[str, None] = OrderedDict()  # signed refresh tokens
 
     # --- grants -------------------------------------------------------------
 
@@ -216,6 +225,14 @@ class Authenticator:
         token = params.get("refresh_token")
         if type(token) is not str:
             raise errors.invalid_param("refresh_token", "value_required")
+        signed = self._verify_signed(token, "r")
+        if signed is not None:
+            if token in self._used_refresh:
+                raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "invalid refresh_token"})
+            self._used_refresh[token] = None
+            while len(self._used_refresh) > limits.api_nonces_per_key_max:
+                self._used_refresh.popitem(last=False)
+            return signed
         record = self._tokens.get(token)
         if record is None or not record.refresh or record.expires_at_s < self._monotonic_s():
             raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "invalid refresh_token"})
@@ -255,11 +272,18 @@ class Authenticator:
     # --- tokens ---------------------------------------------------------------
 
     def _issue(self, principal: Principal) -> dict[str, Any]:
-        access = secrets.token_urlsafe(24)
-        refresh = secrets.token_urlsafe(24)
-        now_s = self._monotonic_s()
-        self._store(access, _Token(principal, now_s + self.token_ttl_s, refresh=False))
-        self._store(refresh, _Token(principal, now_s + 30 * self.token_ttl_s, refresh=True))
+        if self.keys.token_secret is not None:
+            now_ms = self._now_ms()
+            expires_s = now_ms // 1000 + self.token_ttl_s
+            access = self._signed(principal.client_id, now_ms, expires_s, "a")
+            refresh = self._signed(principal.client_id, now_ms, expires_s + 29 * self.token_ttl_s,
+                                   "r")
+        else:
+            access = secrets.token_urlsafe(24)
+            refresh = secrets.token_urlsafe(24)
+            mono_s = self._monotonic_s()
+            self._store(access, _Token(principal, mono_s + self.token_ttl_s, refresh=False))
+            self._store(refresh, _Token(principal, mono_s + 30 * self.token_ttl_s, refresh=True))
         return {
             "access_token": access,
             "refresh_token": refresh,
@@ -268,6 +292,38 @@ class Authenticator:
             "token_type": "bearer",
             "enabled_features": [],
         }
+
+    # Signed tokens (a cluster: KeyStore with a master secret) are
+    # ``client_id~issued_ms~expires_s~kind~nonce~mac``; any node verifies them, so a
+    # client keeps its token when it fails over. Logout and single use of refresh
+    # tokens are enforced by the node that sees them (each node keeps its own list).
+
+    def _signed(self, client_id: str, issued_ms: int, expires_s: int, kind: str) -> str:
+        body = f"{client_id}~{issued_ms}~{expires_s}~{kind}~{secrets.token_hex(6)}"
+        return f"{body}~{self._mac(body)}"
+
+    def _mac(self, body: str) -> str:
+        secret = self.keys.token_secret
+        assert secret is not None
+        return hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _verify_signed(self, token: str, kind: str) -> Principal | None:
+        """The principal of a valid signed token of ``kind``; None if it is not one."""
+        if self.keys.token_secret is None or token.count("~") != 5 or len(token) > 200:
+            return None
+        body, _, mac = token.rpartition("~")
+        if not hmac.compare_digest(self._mac(body), mac):
+            return None
+        client_id, issued, expires, token_kind, _ = body.split("~")
+        issued_ms, expires_s = ascii_int(issued), ascii_int(expires)
+        if issued_ms is None or expires_s is None or token_kind != kind:
+            return None
+        if expires_s < self._now_ms() // 1000:
+            raise ApiError(errors.UNAUTHORIZED, {"reason": "token_expired"})
+        if issued_ms <= self._logged_out_ms.get(client_id, -1):
+            return None
+        key = self.keys.get(client_id)
+        return None if key is None else Principal(key.client_id, key.account_id)
 
     def _store(self, token: str, record: _Token) -> None:
         owned = self._tokens_by_key.setdefault(record.principal.client_id, OrderedDict())
@@ -283,6 +339,9 @@ class Authenticator:
             self._tokens_by_key.get(record.principal.client_id, OrderedDict()).pop(token, None)
 
     def bearer(self, token: str) -> Principal:
+        signed = self._verify_signed(token, "a")
+        if signed is not None:
+            return signed
         record = self._tokens.get(token)
         if record is None or record.refresh:
             raise ApiError(errors.UNAUTHORIZED, {"reason": "invalid_token"})
@@ -294,6 +353,10 @@ class Authenticator:
     def logout(self, principal: Principal) -> None:
         for token in list(self._tokens_by_key.get(principal.client_id, ())):
             self._drop(token)
+        if self.keys.token_secret is not None:  # signed tokens issued until now stop working here
+            self._logged_out_ms[principal.client_id] = self._now_ms()
+            while len(self._logged_out_ms) > limits.api_nonces_per_key_max:
+                self._logged_out_ms.pop(next(iter(self._logged_out_ms)))
 
     # --- HTTP Authorization header ---------------------------------------------
 
