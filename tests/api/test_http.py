@@ -282,3 +282,16 @@ def test_an_unencodable_result_is_an_internal_error() -> None:
             assert server.internal_errors == 1
 
     asyncio.run(main())
+
+
+def test_the_sdk_renews_a_bearer_token_the_server_forgot() -> None:
+    async def main() -> None:
+        async with running() as server:
+            client = await new_client(server, ws=False, auth_mode="bearer")
+            await client.get_account_summary()
+            principal = server.auth.bearer(client._token or "")
+            server.auth.logout(principal)  # every token of the key is gone
+            assert (await client.get_account_summary()).currency == "USDC"
+            await client.close()
+
+    asyncio.run(main())

@@ -224,7 +224,8 @@ class Client:
                     sub._put(None)
 
     async def http_call(self, method: str, params: dict[str, Any] | None = None,
-                        *, http_method: str = "GET", authenticate: bool | None = None) -> Any:
+                        *, http_method: str = "GET", authenticate: bool | None = None,
+                        _retry: bool = True) -> Any:
         params = params or {}
         if authenticate is None:
             authenticate = method.startswith("private/")
@@ -246,6 +247,12 @@ class Client:
             payload = _loads(await response.text())
         if "error" in payload:
             error = payload["error"]
+            if (error["code"] == 13009 and authenticate and self.auth_mode == "bearer"
+                    and _retry):
+                # The token is gone (a restarted dev venue, a logout): get a new one, once.
+                self._token = None
+                return await self.http_call(method, params, http_method=http_method,
+                                            authenticate=True, _retry=False)
             raise ApiError(error["code"], error["message"], error.get("data"))
         return payload["result"]
 
