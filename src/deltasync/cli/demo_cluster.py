@@ -32,7 +32,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -469,8 +471,6 @@ class Demo:
             self.path.step()
             if self.killed is None and t >= plan.kill_s:
                 victim = self.watch.leader or 1
-                import signal
-
                 _signal(self.data_dir, victim, signal.SIGKILL)
                 self.killed = victim
                 self.milestones["killed"] = t
@@ -561,6 +561,11 @@ class Demo:
         while time.monotonic() < deadline:
             self.watch.refresh()
             heights = self.watch.heights()
+            if self.restarted and not self.caught_up and self.killed in heights and (
+                    heights[self.killed] >= self.restart_target_height > 0):
+                self.caught_up = True
+                self.milestones["caught_up"] = time.monotonic() - (self.trading_started or 0.0)
+                self.metrics.note(f"node {self.killed} caught up (height {heights[self.killed]})")
             if len(heights) == len(self.urls) and max(heights.values()) - min(heights.values()) <= 8:
                 check = await self.watch.compare_roots(min(heights.values()))
                 if check.get("nodes_compared") == len(self.urls):
@@ -700,6 +705,9 @@ def run(args: argparse.Namespace) -> int:
     if args.duration < 10:
         print("--duration must be at least 10 seconds", file=sys.stderr)
         return 2
+    # SIGTERM stops the demo like Ctrl-C does: agents stop, nodes are torn down.
+    previous_term = signal.signal(signal.SIGTERM,
+                                  lambda *_: os.kill(os.getpid(), signal.SIGINT))
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="deltasync-demo-")) if temporary else args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -729,6 +737,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if (data_dir / "cluster.json").exists():
             down(data_dir)
+        signal.signal(signal.SIGTERM, previous_term)
     if demo is not None and summary.get("audit_pending"):
         summary = finish_summary(demo, summary)
     if temporary:
