@@ -71,6 +71,18 @@ def test_demo_refuses_bad_arguments() -> None:
     assert run(parser.parse_args(["--duration", "3"])) == 2
 
 
+def test_demo_leaves_an_existing_cluster_alone(tmp_path: Path) -> None:
+    import argparse
+
+    from deltasync.cli.demo_cluster import add_arguments, run
+
+    (tmp_path / "cluster.json").write_text("{}")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--data-dir", str(tmp_path)])) == 2
+    assert (tmp_path / "cluster.json").read_text() == "{}"
+
+
 def test_plan_places_the_milestones_in_order() -> None:
     from deltasync.cli.demo_cluster import Plan
 

@@ -705,6 +705,10 @@ def run(args: argparse.Namespace) -> int:
     if args.duration < 10:
         print("--duration must be at least 10 seconds", file=sys.stderr)
         return 2
+    if args.data_dir is not None and (args.data_dir / "cluster.json").exists():
+        print(f"{args.data_dir} already holds a cluster: give the demo a new or empty directory",
+              file=sys.stderr)
+        return 2
     # SIGTERM stops the demo like Ctrl-C does: agents stop, nodes are torn down.
     previous_term = signal.signal(signal.SIGTERM,
                                   lambda *_: os.kill(os.getpid(), signal.SIGINT))
