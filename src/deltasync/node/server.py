@@ -262,21 +262,37 @@ class NodeServer:
             raise RequestTimeout(reason="not committed in time", session=session, request=request)
         return answer
 
-    async def read_barrier(self, timeout_s: float = 5.0) -> None:
-        """Wait until local state reflects every write committed before this call (ReadIndex)."""
-        context = secrets.token_bytes(12)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._reads[context] = future
-        rejected = self.core.read(context)
-        if rejected is not None:
-            self._reads.pop(context, None)
-            raise NotLeaderError(reason=str(rejected))
-        self._schedule_flush()
-        try:
-            await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            self._reads.pop(context, None)
-            raise RequestTimeout(reason="read index not confirmed in time") from None
+    async def read_barrier(self, timeout_s: float = 5.0, attempt_s: float = 1.0) -> None:
+        """Wait until local state reflects every write committed before this call (ReadIndex).
+
+        A read can be lost (a dropped message, a leader change) and is then never
+        answered, and there may be no leader for a moment: both are retried with a fresh
+        context until ``timeout_s`` has passed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        last_problem = "no attempt"
+        while loop.time() < deadline:
+            context = self.config.node_id.to_bytes(8, "big") + secrets.token_bytes(12)
+            future: asyncio.Future[None] = loop.create_future()
+            self._reads[context] = future
+            rejected = self.core.read(context)
+            if rejected is not None:
+                self._reads.pop(context, None)
+                last_problem = str(rejected)
+                await asyncio.sleep(0.05)
+                continue
+            self._schedule_flush()
+            try:
+                await asyncio.wait_for(future, min(attempt_s, max(0.0, deadline - loop.time())))
+                return
+            except TimeoutError:
+                last_problem = "read index not confirmed in time"
+            finally:
+                self._reads.pop(context, None)
+        if "leader" in last_problem:
+            raise NotLeaderError(reason=last_problem)
+        raise RequestTimeout(reason=last_problem)
 
     async def _demo_oracle(self) -> None:
         """Demo clusters only: while leader, publish signed reports from the public demo
