@@ -11,7 +11,8 @@ trading starts; see docs/demo.md):
   source ``demo-c`` silent from 20 % to 35 %), with SVI smiles;
 - market makers quoting post-only around mark (labels, edits, cancel by
   label), takers trading, levered put sellers loading up from 5 % to 28 %,
-  combo trades at 15 % and 60 %;
+  combo trades at 15 % and 60 %, a WebSocket subscriber keeping one book
+  from ``book.*.raw`` (checked against the REST book at the end);
 - 30 %: the leader is SIGKILLed; 45 %: it is started again and catches up;
 - 50 %: the index drops ~20 % within a few seconds: the levered accounts are
   liquidated;
@@ -22,8 +23,9 @@ trading starts; see docs/demo.md):
   liquidations and settlements, every invariant checked, the replayed root
   compared with the cluster's), and the cluster is torn down.
 
-Exit status: 0 when roots agree, no node halted, no invariant broke and the
-scenario's milestones happened; 1 otherwise; 130 on Ctrl-C (after teardown).
+Exit status: 0 when the roots agree, no node halted and no invariant broke
+(missing milestones are warnings); 1 otherwise; 2 for bad arguments; 130 on
+Ctrl-C or SIGTERM (after teardown).
 """
 
 from __future__ import annotations

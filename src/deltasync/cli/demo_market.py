@@ -16,7 +16,8 @@ outside trading firm would:
   edited as marks move, pulled by label now and then), ``Taker`` (IOC, market
   and resting limit orders), ``ComboTrader`` (call spreads through
   ``private/create_combo``), ``LeveredShort`` (sells puts up to its margin
-  limit, the account a crash liquidates).
+  limit, the account a crash liquidates), ``BookWatcher`` (a WebSocket
+  subscriber keeping one book from its ``change_id`` chain).
 
 Every network call has a timeout; a call that fails because a node is down
 moves the agent to the next node (its key works on every node), a bounded
