@@ -284,8 +284,20 @@ def test_the_remaining_methods() -> None:
             assert await client.call("private/cancel_by_label",
                                      {"label": "L", "currency": "BTC"}) == 2
             assert len(await client.get_open_orders()) == 2
+            other = await new_client(server)
+            await client.buy(CALL, "0.01", "500", post_only=True)
+            await other.sell(CALL, "0.01", "500")
+            await other.sell("ETH_USDC-25DEC26-3000-C", "0.1", "10")
+            by_btc = await client.call("public/get_last_trades_by_currency", {"currency": "BTC"})
+            assert [t["instrument_name"] for t in by_btc["trades"]] == [CALL]
+            mine = await client.call("private/get_user_trades_by_currency",
+                                     {"currency": "any", "sorting": "asc"})
+            assert [(t["instrument_name"], t["liquidity"]) for t in mine["trades"]] == [
+                (CALL, "M"), ("ETH_USDC-25DEC26-3000-C", "M")]
+            await other.close()
+            before = (await client.get_account_summary()).balance
             deposited = await client.call("private/deltasync_deposit", {"amount": 5})
-            assert deposited["balance"] == 1000005
+            assert deposited["balance"] == before + 5
             proof = await client.call("private/deltasync_account_proof")
             assert proof["included"] and proof["account_id"] == deposited["id"]
             await client.call("private/logout")

@@ -258,8 +258,39 @@ def _sorted_trades(call: Call, trades: list[Any]) -> list[Any]:
     sorting = call.params.string("sorting", required=False, default="desc", max_len=8)
     if sorting not in ("asc", "desc", "default"):
         raise errors.invalid_param("sorting", "must be asc, desc or default")
-    trades = sorted(trades, key=lambda trade: trade.trade_seq, reverse=sorting != "asc")
+    # trade ids are log positions: one order across instruments (trade_seq is per instrument)
+    trades = sorted(trades, key=lambda trade: trade.trade_id, reverse=sorting != "asc")
     return trades
+
+
+async def _currency_instruments(m: Methods, call: Call) -> list[str]:
+    currency = call.params.string("currency", max_len=10)
+    kind = call.params.string("kind", required=False, default="any", max_len=20)
+    if kind not in ("any", "option"):
+        return []
+    views = await m.venue.instruments(linearizable=call.linearizable)
+    return [view.instrument_name for view in views if _matches_currency(view, currency)]
+
+
+async def _get_last_trades_by_currency(m: Methods, call: Call) -> Any:
+    count = _count(call)
+    trades = []
+    for name in await _currency_instruments(m, call):  # one barrier above, local reads here
+        trades += await m.venue.last_trades(name, count + 1, linearizable=False)
+    trades = _sorted_trades(call, trades)
+    return {"trades": [shapes.public_trade(trade) for trade in trades[:count]],
+            "has_more": len(trades) > count}
+
+
+async def _get_user_trades_by_currency(m: Methods, call: Call) -> Any:
+    count = _count(call)
+    trades = []
+    for name in await _currency_instruments(m, call):
+        trades += await m.venue.user_trades(call.account_id, name, count + 1,
+                                            linearizable=False)
+    trades = _sorted_trades(call, trades)
+    return {"trades": [shapes.user_trade(trade, call.account_id) for trade in trades[:count]],
+            "has_more": len(trades) > count}
 
 
 async def _get_last_trades_by_instrument(m: Methods, call: Call) -> Any:
@@ -710,6 +741,7 @@ PUBLIC: dict[str, Handler] = {
     "get_book_summary_by_currency": _get_book_summary_by_currency,
     "get_book_summary_by_instrument": _get_book_summary_by_instrument,
     "get_last_trades_by_instrument": _get_last_trades_by_instrument,
+    "get_last_trades_by_currency": _get_last_trades_by_currency,
     "get_combo_details": _get_combo_details,
     "subscribe": _subscribe,
     "unsubscribe": _unsubscribe,
@@ -763,6 +795,7 @@ PRIVATE: dict[str, Handler] = {
     "get_open_orders_by_currency": _get_open_orders_by_currency,
     "get_order_state": _get_order_state,
     "get_user_trades_by_instrument": _get_user_trades_by_instrument,
+    "get_user_trades_by_currency": _get_user_trades_by_currency,
     "get_positions": _get_positions,
     "get_position": _get_position,
     "get_account_summary": _get_account_summary,
