@@ -396,7 +396,7 @@ class Demo:
                 await asyncio.sleep(min(0.25, max(0.0, start_wall_s - time.time())))
             self.phase = "trading"
             self.trading_started = time.monotonic()
-            path.start = path.last = self.trading_started
+            path.start_trading()
             tasks += [asyncio.create_task(m.run(self.stop)) for m in makers]
             tasks += [asyncio.create_task(t.run(self.stop)) for t in takers]
             tasks.append(asyncio.create_task(combo.run(

@@ -206,9 +206,15 @@ class PricePath:
         self.jump_every_s = jump_every_s
         self.start = time.monotonic()
         self.last = self.start
+        self.trading = False  # the schedule (crash, outages) runs from the trading start
+
+    def start_trading(self) -> None:
+        self.start = self.last = time.monotonic()
+        self.trading = True
 
     def elapsed_s(self) -> float:
-        return time.monotonic() - self.start
+        """Seconds since the trading start (0 before it)."""
+        return time.monotonic() - self.start if self.trading else 0.0
 
     def step(self) -> None:
         now = time.monotonic()
@@ -221,7 +227,7 @@ class PricePath:
 
     def crash_fraction(self) -> float:
         t = self.elapsed_s() - self.crash.start_s
-        if t <= 0:
+        if not self.trading or t <= 0:
             return 0.0
         return min(1.0, t / self.crash.length_s)
 
@@ -275,7 +281,8 @@ async def run_source(source: OracleSource, path: PricePath, clock: BlockClock,
     while not stop.is_set():
         await _sleep_or_stop(stop, source.interval_s * rng.uniform(0.8, 1.2))
         elapsed = path.elapsed_s()
-        if source.outage is not None and source.outage[0] <= elapsed < source.outage[1]:
+        if path.trading and source.outage is not None and (
+                source.outage[0] <= elapsed < source.outage[1]):
             continue
         ts_ns = clock.now_ns()
         price = path.price(source.underlying) * (1.0 + rng.gauss(0.0, source.noise))
@@ -541,7 +548,7 @@ class Taker:
             result = await _order(self.account, "buy", lambda c: c.buy(
                 name, amount, price, label="taker-rest"))
             if result is not None and result.order.order_state == "open":
-                await _sleep_or_stop(asyncio.Event(), 0.05)
+                await asyncio.sleep(0.05)
                 order_id = result.order.order_id
                 await _order(self.account, "cancel", lambda c: c.cancel(order_id))
         else:
