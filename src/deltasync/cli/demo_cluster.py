@@ -746,8 +746,12 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous_term)
     if demo is not None and summary.get("audit_pending"):
         summary = finish_summary(demo, summary)
-    if temporary:
+    if temporary and (interrupted or summary.get("ok")):
         shutil.rmtree(data_dir, ignore_errors=True)
+    elif temporary:  # a failed run: keep the nodes' logs and data for a post-mortem
+        summary["data_dir"] = str(data_dir)
+        print(f"the cluster's files are kept in {data_dir} (node logs: node*/node.log)",
+              file=sys.stderr)
     if interrupted:
         print("interrupted: cluster stopped", file=sys.stderr)
         return 130
