@@ -15,6 +15,8 @@ from deltasync.sim.config import SimConfig
 from deltasync.sim.simulator import Simulator
 
 STEPS = 300
+# A shorter liveness phase than the CLI's (15 s bound + 5 s settle) keeps CI fast.
+FAST: dict[str, Any] = {"liveness_bound_ns": 6_000_000_000, "settle_ns": 3_000_000_000}
 
 CASES: dict[str, tuple[int, int, dict[str, Any], str]] = {
     # name: (seed, nodes, overrides, stat that must be > 0)
@@ -39,7 +41,7 @@ CASES: dict[str, tuple[int, int, dict[str, Any], str]] = {
 
 
 def run_case(seed: int, nodes: int, overrides: dict[str, Any]) -> Simulator:
-    config = SimConfig.from_seed(seed, nodes=nodes, steps=STEPS).with_overrides(**overrides)
+    config = SimConfig.from_seed(seed, nodes=nodes, steps=STEPS).with_overrides(**{**FAST, **overrides})
     simulator = Simulator(config)
     simulator.run()
     return simulator

@@ -9,13 +9,14 @@ import pytest
 from deltasync.sim.simulator import SimHooks, SimResult, simulate
 
 from . import doubles
+from .test_fault_seeds import FAST
 
 SHORT = 300  # safety-phase ticks per seed: a few simulated seconds
 
 
 def first_catch(hooks: SimHooks, prefix: str, seeds: range, **overrides: Any) -> tuple[int, SimResult]:
     for seed in seeds:
-        result = simulate(seed, steps=SHORT, hooks=hooks, **overrides)
+        result = simulate(seed, steps=SHORT, hooks=hooks, **{**FAST, **overrides})
         hits = [v for v in result.violations if v.split(" ", 1)[-1].startswith(prefix) or v.startswith(prefix)]
         if hits:
             return seed, result

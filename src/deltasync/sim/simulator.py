@@ -31,24 +31,25 @@ from deltasync.consensus import Role
 from deltasync.core.errors import DeltasyncError
 from deltasync.core.fixed import Price
 from deltasync.core.timeutil import days_from_civil
-from deltasync.exchange.commands import COMMANDS, Deposit
-from deltasync.exchange.events import EVENTS, Deposited, Withdrawn, WithdrawRejected
+from deltasync.exchange.assembly import COMMAND_REGISTRIES, EVENT_REGISTRIES
+from deltasync.exchange.assembly import _engines as venue_engines
+from deltasync.exchange.commands import Deposit
+from deltasync.exchange.events import Deposited, Withdrawn, WithdrawRejected
 from deltasync.exchange.genesis import GenesisConfig, default_genesis_dict
 from deltasync.exchange.instruments import expiry_ns_of
+from deltasync.exchange.liquidation import LiquidationStarted, SocializedLoss
+from deltasync.exchange.margin import MarginModeChanged
 from deltasync.exchange.oracle import (
-    ORACLE_REGISTRY,
     CircuitBreakerReset,
     CircuitBreakerTripped,
     IndexPriceUpdated,
-    OracleConfig,
-    OracleExtension,
     OracleReport,
     OracleReportAccepted,
     OracleReportRejected,
-    OracleState,
     public_key_of,
     sign_report,
 )
+from deltasync.exchange.settlement import InstrumentSettled
 from deltasync.exchange.state import BlockResult, ExchangeState
 from deltasync.node.driver import Answer, CommandCodec, NodeCore, NodeSettings, Output
 from deltasync.sim.clock import NodeClock
@@ -172,8 +173,10 @@ class SimResult:
         }
 
 
-def sim_genesis(config: SimConfig, start_ns: int) -> GenesisConfig:
+def sim_genesis(config: SimConfig, start_ns: int, oracle: dict[str, Any] | None = None) -> GenesisConfig:
     raw = default_genesis_dict()
+    if oracle is not None:
+        raw["oracle"] = oracle
     raw["listings"] = [
         {"underlying": UNDERLYING, "expiry": expiry, "strikes": list(STRIKES)} for expiry in EXPIRIES
     ]
@@ -181,21 +184,19 @@ def sim_genesis(config: SimConfig, start_ns: int) -> GenesisConfig:
     return GenesisConfig.from_dict(raw)
 
 
-def oracle_config(keys: dict[str, bytes], staleness_ns: int) -> OracleConfig:
-    return OracleConfig.from_dict(
-        {
-            "sources": [
-                {"id": name, "public_key": public_key_of(key).hex(), "underlyings": [UNDERLYING]}
-                for name, key in sorted(keys.items())
-            ],
-            "min_sources": 2,
-            "staleness_ns": staleness_ns,
-            "clamp_band_ppm": 20_000,
-            "max_report_skew_ns": 5 * NS_PER_S,
-            "jump_bound_ppm": 50_000,
-            "jump_confirm_sources": 2,
-        }
-    )
+def oracle_dict(keys: dict[str, bytes], staleness_ns: int) -> dict[str, Any]:
+    return {
+        "sources": [
+            {"id": name, "public_key": public_key_of(key).hex(), "underlyings": [UNDERLYING]}
+            for name, key in sorted(keys.items())
+        ],
+        "min_sources": 2,
+        "staleness_ns": staleness_ns,
+        "clamp_band_ppm": 20_000,
+        "max_report_skew_ns": 5 * NS_PER_S,
+        "jump_bound_ppm": 50_000,
+        "jump_confirm_sources": 2,
+    }
 
 
 def first_expiry_ns() -> int:
@@ -212,8 +213,7 @@ class Simulator:
         self.rng_disk = stream(seed, "disk")
         self.rng_clients = stream(seed, "clients")
         self.start_ns = first_expiry_ns() - config.expiry_in_ns
-        self.genesis = sim_genesis(config, self.start_ns - NS_PER_S)
-        self.codec = CommandCodec([COMMANDS, ORACLE_REGISTRY], [EVENTS, ORACLE_REGISTRY])
+        self.codec = CommandCodec(list(COMMAND_REGISTRIES), list(EVENT_REGISTRIES))
         self.network = SimNetwork(config, self.rng_net)
         self.voters = tuple(range(1, config.nodes + 1))
         self.nodes: dict[int, SimNode] = {}
@@ -260,6 +260,7 @@ class Simulator:
             "expiries": 0, "snapshots_installed": 0, "amnesia": 0, "disk_errors": 0,
             "disk_error_stops": 0, "market_jumps": 0, "oracle_pauses": 0, "index_updates": 0,
             "breaker_trips": 0, "breaker_resets": 0, "reports_rejected": 0, "reports_accepted": 0,
+            "liquidations": 0, "socialized_losses": 0, "settlements": 0, "margin_mode_changes": 0,
         }
         self.clients: list[Client] = []
         session = SESSION_BASE
@@ -267,14 +268,23 @@ class Simulator:
             trading = index >= config.funding_clients
             account = TRADING_ACCOUNT_BASE + index if trading else FUNDING_ACCOUNT_BASE
             client_rng = stream(seed, f"client/{index}")
-            self.clients.append(Client(index, session + index, account, trading, client_rng))
-        self.oracle: OracleConfig | None = None
+            client = Client(index, session + index, account, trading, client_rng)
+            if trading and config.oracle_sources:
+                # the full venue margins positions: small accounts can be liquidated
+                client.deposit_whole = client_rng.choice((10_000_000, 200_000, 20_000))
+                client.margin_modes = True
+            self.clients.append(client)
+        # With oracle sources the nodes run the full venue (oracle, margin, settlement,
+        # liquidation: ``exchange.assembly``); without, the trading core alone.
+        self.oracle: dict[str, Any] | None = None
         self.oracle_keys: dict[str, bytes] = {}
         if config.oracle_sources:
             key_rng = stream(seed, "oracle/keys")
             names = [f"src{i}" for i in range(config.oracle_sources)]
             self.oracle_keys = {name: key_rng.randbytes(32) for name in names}
-            self.oracle = oracle_config(self.oracle_keys, config.oracle_staleness_ns)
+            self.oracle = oracle_dict(self.oracle_keys, config.oracle_staleness_ns)
+        self.genesis = sim_genesis(config, self.start_ns - NS_PER_S, self.oracle)
+        if config.oracle_sources:
             for name in names:
                 index = len(self.clients)
                 client = Client(index, session + index, 0, False, stream(seed, f"client/{index}"))
@@ -353,7 +363,8 @@ class Simulator:
 
     def _machine_factory(self, node_id: int) -> Callable[[], ExchangeState]:
         def build() -> ExchangeState:
-            machine = self.hooks.machine_class.from_genesis(self.genesis, extensions=self._extensions())
+            risk, extensions = self._engines()
+            machine = self.hooks.machine_class.from_genesis(self.genesis, risk=risk, extensions=extensions)
             self._observe_machine(machine, node_id)
             return machine
 
@@ -361,14 +372,17 @@ class Simulator:
 
     def _machine_restore(self, node_id: int) -> Callable[[bytes], ExchangeState]:
         def restore(data: bytes) -> ExchangeState:
-            machine = self.hooks.machine_class.restore(data, extensions=self._extensions())
+            risk, extensions = self._engines()
+            machine = self.hooks.machine_class.restore(data, risk=risk, extensions=extensions)
             self._observe_machine(machine, node_id)
             return machine
 
         return restore
 
-    def _extensions(self) -> list[Any]:
-        return [] if self.oracle is None else [OracleExtension(OracleState(self.oracle))]
+    def _engines(self) -> tuple[Any, list[Any]]:
+        if self.oracle is None:
+            return None, []
+        return venue_engines(self.genesis)
 
     def _observe_machine(self, machine: ExchangeState, node_id: int) -> None:
         if isinstance(machine, CheckedExchangeState):
@@ -573,6 +587,7 @@ class Simulator:
     def _count_oracle_events(self, result: BlockResult) -> None:
         stats = self.stats
         events = list(result.start_events) + [e for per in result.events for e in per]
+        events += result.end_events
         for event in events:
             match event:
                 case IndexPriceUpdated():
@@ -585,6 +600,14 @@ class Simulator:
                     stats["reports_rejected"] += 1
                 case OracleReportAccepted():
                     stats["reports_accepted"] += 1
+                case LiquidationStarted():
+                    stats["liquidations"] += 1
+                case SocializedLoss():
+                    stats["socialized_losses"] += 1
+                case InstrumentSettled():
+                    stats["settlements"] += 1
+                case MarginModeChanged():
+                    stats["margin_mode_changes"] += 1
 
     def _violation(self, text: str) -> None:
         full = f"t={(self.now - self.start_ns) / NS_PER_S:.3f}s {text}"

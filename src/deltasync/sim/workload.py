@@ -35,6 +35,7 @@ from deltasync.exchange.commands import (
     Withdraw,
 )
 from deltasync.exchange.events import OrderAccepted, OrderCancelled, OrderExpired, Trade
+from deltasync.exchange.margin import MarginMode, SetMarginMode
 
 FUNDING_ACCOUNT_BASE = 1000
 TRADING_ACCOUNT_BASE = 2000
@@ -82,6 +83,8 @@ class Client:
     op: PendingOp | None = None
     open_orders: list[int] = field(default_factory=list)
     oracle_source: str = ""  # an oracle feeder (signs and sends price reports) when set
+    deposit_whole: int = 10_000_000  # what a trading client funds its account with (USDC)
+    margin_modes: bool = False  # may switch between standard and portfolio margin
 
     def next_command(self, instrument_names: list[str], funding_accounts: int) -> tuple[str, Any, int, int]:
         """(kind, command, account, amount raw) of the next operation."""
@@ -97,7 +100,7 @@ class Client:
                 return "withdraw", Withdraw(account, amount), account, amount.raw
             return "read", None, account, 0
         if not self.funded:
-            amount = Amount.whole(10_000_000)
+            amount = Amount.whole(self.deposit_whole)
             return "trade", Deposit(self.account, amount), self.account, amount.raw
         return "trade", self._trading_command(instrument_names), self.account, 0
 
@@ -114,6 +117,8 @@ class Client:
                 post_only=rng.randrange(4) == 0,
             )
         if roll == 7:
+            if self.margin_modes and rng.randrange(2):
+                return SetMarginMode(self.account, rng.choice(list(MarginMode)))
             return CancelAll(self.account, rng.choice([None, *names]))
         if roll < 10:
             legs = rng.sample(names, 2)
