@@ -14,12 +14,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-pytest.importorskip("deltasync.node.server", reason="the node is not here yet")
-
-from deltasync.client import ApiError, BookTracker, Client  # noqa: E402
-from processes.cluster_util import LocalCluster  # noqa: E402
+from deltasync.client import ApiError, BookTracker, Client
+from processes.cluster_util import LocalCluster
 
 CALL = "BTC_USDC-25DEC26-100000-C"
 

@@ -60,9 +60,18 @@ async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> N
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
+    """A free port BELOW the kernel's ephemeral range: a dial to an ephemeral port that
+    nobody listens on can connect the socket to itself (TCP simultaneous open) and then
+    hold the very port a restarted listener needs."""
+    for _ in range(1000):
+        port = random.randrange(20_000, 32_000)
+        with socket.socket() as probe:
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class Node:

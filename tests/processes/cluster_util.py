@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import time
 from pathlib import Path
@@ -14,13 +15,12 @@ from deltasync.node.gateway import GatewayClient, GatewayError
 
 
 def free_base_port() -> int:
-    """A base port whose +1..+3, +101..+103 and +201..+203 neighbours are free right now."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + 300 > 65000:
-            continue
+    """A base port whose +1..+5, +101..+105 and +201..+205 neighbours are free right now,
+    all below the kernel's ephemeral range (32768+): a node dialing a peer that is not
+    listening yet could otherwise connect to itself and take the peer's port."""
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(10_000, 32_000 - 300)
         ok = True
         for offset in (1, 2, 3, 4, 5, 101, 102, 103, 104, 105, 201, 202, 203, 204, 205):
             with socket.socket() as s:

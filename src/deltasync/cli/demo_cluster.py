@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -112,14 +113,15 @@ class Plan:
 
 
 def free_base_port(nodes: int) -> int:
-    """A base port whose raft (+i), API (+100+i) and gateway (+200+i) ports are free now."""
+    """A base port whose raft (+i), API (+100+i) and gateway (+200+i) ports are free now.
+
+    Chosen below the kernel's ephemeral range (32768+): while a node is down its peers
+    keep dialing it, and a dial to an unused ephemeral port can connect the socket to
+    itself and hold the very port the restarted node must listen on."""
     offsets = [k + i for k in (0, 100, 200) for i in range(1, nodes + 1)]
+    rng = random.SystemRandom()
     for _ in range(300):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + 300 > 65000:
-            continue
+        base = rng.randrange(10_000, 32_000 - 300)
         ok = True
         for offset in offsets:
             with socket.socket() as s:
