@@ -80,3 +80,10 @@ def test_search_budget_reports_inconclusive_not_a_verdict() -> None:
     ops.append(op(99, "read", 0, 1, 2, (1 << 16) - 2))  # all of them applied
     assert check_operations(ops, budget=10)[0] is None
     assert check_operations(ops)[0] is True
+
+
+def test_exchange_adjustments_are_part_of_the_model() -> None:
+    # a socialized loss took 3 between the deposit and the read: only with it is the read valid
+    ops = [op(1, "deposit", 10, 0, 1, 10), op(3, "read", 0, 6, 7, 7)]
+    assert check_operations(ops)[0] is False
+    assert check_operations(ops + [op(2, "adjust", -3, 2, 5, None)])[0] is True

@@ -68,8 +68,9 @@ def check_chain(sim: Simulator) -> list[str]:
 def check_linearizability(sim: Simulator, budget: int = 2_000_000) -> tuple[list[str], dict[str, int]]:
     problems = []
     stats = {"keys": 0, "inconclusive": 0, "explored": 0}
-    parts = partition(sim.history)
-    for result in check_history(sim.history, budget=budget):
+    history = sim.history + sim.system_operations()
+    parts = partition(history)
+    for result in check_history(history, budget=budget):
         stats["keys"] += 1
         stats["explored"] += result.explored
         if result.linearizable is None:

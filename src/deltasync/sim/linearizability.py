@@ -32,7 +32,7 @@ class Operation:
     op_id: int
     client: int
     key: int  # the account
-    kind: str  # "deposit" | "withdraw" | "read"
+    kind: str  # "deposit" | "withdraw" | "read" | "adjust" (by the exchange, not a client)
     amount: int  # raw units; 0 for reads
     invoke_ns: int
     return_ns: int | None  # None: indeterminate
@@ -66,6 +66,8 @@ def balance_step(state: int, op: Operation) -> tuple[int, ...]:
             if out == REJECTED:
                 return (state,) if state < op.amount else ()
             return (out,) if state >= op.amount and state - op.amount == out else ()
+        case "adjust":  # the exchange moved the balance itself (e.g. a socialized loss)
+            return (state + op.amount,)
         case "read":
             if out is None:
                 return (state,)

@@ -92,8 +92,11 @@ class CheckedExchangeState(ExchangeState):
     """The exchange with its invariants checked after every applied block."""
 
     observer: Callable[[ExchangeState, BlockResult], None] | None = None
+    pre_observer: Callable[[ExchangeState, int], None] | None = None
 
     def apply_block(self, height: int, time_ns: int, commands: Any) -> BlockResult:
+        if self.pre_observer is not None:
+            self.pre_observer(self, height)
         result = super().apply_block(height, time_ns, commands)
         if self.observer is not None:
             self.observer(self, result)
@@ -247,6 +250,9 @@ class Simulator:
         self.chain: dict[int, ChainBlock] = {}
         self.acks: list[Ack] = []
         self.history: list[Operation] = []
+        self.adjustments: dict[int, list[tuple[int, int]]] = {}  # height -> [(account, delta)]
+        self.first_apply_ns: dict[int, int] = {}  # height -> when some node first applied it
+        self._funding_accounts = [FUNDING_ACCOUNT_BASE + i for i in range(config.funding_accounts)]
         self.liveness_ops: list[tuple[int, PendingOp]] = []  # (client, op) invoked after healing
         self.liveness_height = 0
         self.converge_height = 0
@@ -271,7 +277,7 @@ class Simulator:
             client = Client(index, session + index, account, trading, client_rng)
             if trading and config.oracle_sources:
                 # the full venue margins positions: small accounts can be liquidated
-                client.deposit_whole = client_rng.choice((10_000_000, 200_000, 20_000))
+                client.deposit_whole = client_rng.choice((10_000_000, 20_000, 3_000))
                 client.margin_modes = True
             self.clients.append(client)
         # With oracle sources the nodes run the full venue (oracle, margin, settlement,
@@ -386,7 +392,18 @@ class Simulator:
 
     def _observe_machine(self, machine: ExchangeState, node_id: int) -> None:
         if isinstance(machine, CheckedExchangeState):
+            before: dict[int, int] = {}
+
+            def pre_observer(state: ExchangeState, height: int) -> None:
+                if self.oracle is not None and height not in self.adjustments:
+                    for account in self._funding_accounts:
+                        holder = state.accounts.get(account)
+                        before[account] = 0 if holder is None else holder.cash
+
             def observer(state: ExchangeState, result: BlockResult) -> None:
+                if before:
+                    self._record_adjustments(state, result, before)
+                    before.clear()
                 if not (result.events or result.start_events or result.end_events):
                     return  # an empty block moves only height and time: nothing to re-check
                 problems = state.check_invariants()
@@ -396,6 +413,25 @@ class Simulator:
                     )
 
             machine.observer = observer
+            machine.pre_observer = pre_observer
+
+    def _record_adjustments(self, state: ExchangeState, result: BlockResult, before: dict[int, int]) -> None:
+        """Balance changes of funding accounts that no client made (a socialized loss)."""
+        moved = dict.fromkeys(before, 0)
+        for events in result.events:
+            for event in events:
+                match event:
+                    case Deposited(account=account, amount=amount) if account in moved:
+                        moved[account] += amount.raw
+                    case Withdrawn(account=account, amount=amount) if account in moved:
+                        moved[account] -= amount.raw
+        changes = []
+        for account, cash_before in before.items():
+            holder = state.accounts.get(account)
+            residual = (0 if holder is None else holder.cash) - cash_before - moved[account]
+            if residual:
+                changes.append((account, residual))
+        self.adjustments[result.height] = changes
 
     def _start(self, node_id: int) -> None:
         from deltasync.storage.raft_log import RaftStorage
@@ -574,6 +610,7 @@ class Simulator:
         mine = ChainBlock(block.height, block.time_ns, block.sessions, root, node_id)
         if seen is None:
             self.chain[block.height] = mine
+            self.first_apply_ns[block.height] = self.now
             if self.phase == "liveness" and self.first_block_after_healing_ns is None:
                 self.first_block_after_healing_ns = self.now
             return
@@ -710,7 +747,7 @@ class Simulator:
         config, rng = self.config, client.rng
         if rng.randrange(PPM) < config.oracle_jump_ppm:
             self.stats["market_jumps"] += 1
-            self.market_raw += self.market_raw * rng.choice((-1, 1)) * rng.randrange(5, 16) // 100
+            self.market_raw += self.market_raw * rng.choice((-1, 1)) * rng.randrange(5, 31) // 100
         else:
             self.market_raw += self.market_raw * rng.randrange(-10, 11) // 10_000
         price = self.market_raw
@@ -844,6 +881,22 @@ class Simulator:
         )
 
     # --- observation for checkers and reports -------------------------------------------------
+
+    def system_operations(self) -> list[Operation]:
+        """Funding-account balance changes made by the exchange itself, as history operations.
+
+        Block h takes effect between the first application of block h - 1 (its
+        proposer had applied h - 1) and the first application of block h.
+        """
+        ops = []
+        for height, changes in sorted(self.adjustments.items()):
+            if height not in self.first_apply_ns:
+                continue
+            start = self.first_apply_ns.get(height - 1, self.start_ns)
+            for index, (account, delta) in enumerate(changes):
+                ops.append(Operation(-(height * 16 + index) - 1, -1, account, "adjust", delta, start,
+                                     self.first_apply_ns[height], None))
+        return ops
 
     def node_status(self, node_id: int) -> str:
         node = self.nodes[node_id]
