@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests
-	$(BIN)/mypy src/deltasync/core src/deltasync/commitment src/deltasync/exchange src/deltasync/consensus
+	$(BIN)/mypy src/deltasync
 	$(BIN)/pytest -q -n 2
 
 bench: $(STAMP)

@@ -168,7 +168,7 @@ def bench_apply(accounts_count: int, blocks_max: int, seed: int) -> tuple[float,
         elapsed = 0.0
         for height, block in enumerate(blocks[1 : blocks_max + 1], start=base + 1):
             if not with_root:
-                state.commit = lambda: b""  # type: ignore[method-assign]
+                setattr(state, "commit", lambda: b"")  # noqa: B010 - measure without the root
             started = time.process_time()
             state.apply_block(height, time_ns + height * 1_000_000_000, block)
             elapsed += time.process_time() - started

@@ -553,11 +553,11 @@ class Taker:
                 await _order(self.account, "cancel", lambda c: c.cancel(order_id))
         else:
             side = self.rng.choice(("buy", "sell"))
-            price = quote.ask if side == "buy" else quote.bid
-            if price is None:
+            touch = quote.ask if side == "buy" else quote.bid
+            if touch is None:
                 return
             await _order(self.account, side, lambda c: getattr(c, side)(
-                name, amount, price, time_in_force="immediate_or_cancel", label="taker"))
+                name, amount, touch, time_in_force="immediate_or_cancel", label="taker"))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -596,8 +596,12 @@ class ComboTrader:
                 continue
             spec = SPECS[underlying_of(long_leg)]
             net = spec.up((ask - bid) * Decimal("1.02") + spec.tick(ask))
-            result = await _order(self.account, "combo", lambda c, n=combo["id"], p=net, lot=spec.lot: c.buy(
-                n, lot, p, time_in_force="immediate_or_cancel", label="combo"))
+            combo_name, lot = combo["id"], spec.lot
+
+            def buy_combo(c: Any, n: str = combo_name, p: Decimal = net, q: Decimal = lot) -> Any:
+                return c.buy(n, q, p, time_in_force="immediate_or_cancel", label="combo")
+
+            result = await _order(self.account, "combo", buy_combo)
             if result is not None and result.order.filled_amount > 0:
                 metrics.combo_fills += 1
                 metrics.note(f"combo filled: {combo['id']}")
@@ -642,9 +646,10 @@ class LeveredShort:
             spec = SPECS[underlying_of(name)]
             amount = spec.lot * 5
             try:
-                result = await self.account.api.run(lambda c, n=name, a=amount, p=bid: c.sell(
-                    n, a, p, time_in_force="immediate_or_cancel", label="levered"),
-                    "sell")
+                def sell_levered(c: Any, n: str = name, a: Decimal = amount, p: Any = bid) -> Any:
+                    return c.sell(n, a, p, time_in_force="immediate_or_cancel", label="levered")
+
+                result = await self.account.api.run(sell_levered, "sell")
             except ApiError as exc:
                 metrics.rejected[f"sell:{exc.code}"] += 1
                 if exc.code == 10009:
