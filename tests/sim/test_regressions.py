@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from deltasync.exchange.assembly import new_exchange, restore_exchange
 from deltasync.sim.config import SimConfig
 from deltasync.sim.simulator import Simulator
@@ -54,12 +52,13 @@ class _Recorder(Simulator):
         super()._on_block(node_id, block)
 
 
-@pytest.mark.xfail(strict=True, reason="margin: a replica restored from a snapshot decides margin differently")
 def test_full_venue_restored_from_a_snapshot_replays_to_the_same_roots() -> None:
     """Found by the simulator: ``simulate(2, steps=500, oracle_sources=3, oracle_jump_ppm=60_000,
-    trading_clients=4)`` — node 3 restarts from its snapshot at height 50 and halts at 84 on a
-    root mismatch. The continuous replica accepts an ``EditOrder`` there; the restored one
-    rejects it with ``INSUFFICIENT_MARGIN``. Replayed here without the cluster."""
+    trading_clients=4)`` — node 3 restarts from its snapshot at height 50 and halted at 84 on a
+    root mismatch: the continuous replica accepted an ``EditOrder`` through the margin
+    engine's cached pre-trade check, the restored one (caches rebuilt lazily) rejected it
+    with ``INSUFFICIENT_MARGIN``. Fixed by rebuilding the caches at restore. Replayed here
+    without the cluster."""
     config = SimConfig.from_seed(2, steps=500).with_overrides(
         oracle_sources=3, oracle_jump_ppm=60_000, trading_clients=4,
         **FAST,

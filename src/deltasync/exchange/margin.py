@@ -464,6 +464,11 @@ class MarginEngine:
                 and aid not in self.system_accounts
             ):
                 self.below_maintenance[aid] = None
+        # Rebuild every cache now rather than lazily: a replica restored from a snapshot
+        # must take exactly the code paths (cached pre-trade checks included) that a
+        # replica which never stopped takes, or the two can decide an order differently.
+        self._state = state
+        self.recompute_accounts(state, sorted(self.accounts))
 
     # --- marks ----------------------------------------------------------------------------
 
