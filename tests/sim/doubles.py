@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from deltasync.consensus.quorum import committed_index
-from deltasync.consensus.raft import RaftNode
 from deltasync.exchange.commands import Deposit
 from deltasync.exchange.state import BlockResult
 from deltasync.node.driver import Answer, NodeCore
@@ -72,21 +70,3 @@ class StalledSequencerCore(NodeCore):
 
     def _can_propose(self) -> bool:
         return self.raft.term <= 2 and super()._can_propose()
-
-
-class CountingReplicasRaft(RaftNode):
-    """Commits any entry a majority holds, even one of an earlier term (Raft paper, Fig. 8)."""
-
-    def _maybe_commit(self) -> bool:
-        match_of = {node: pr.match for node, pr in self.progress.items()}
-        index = committed_index(self.voters, match_of)
-        if index <= self.log.committed:
-            return False
-        self.log.commit_to(index)
-        return True
-
-
-class EarlyCommitCore(NodeCore):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.raft.__class__ = CountingReplicasRaft

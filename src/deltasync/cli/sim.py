@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", action="store_true", help="with --seed: print the nemesis log too")
     parser.add_argument(
         "--light", action="store_true",
-        help="a light workload (one funding and one trading client, up to 1 s between operations)",
+        help="a light workload (one funding and one trading client, up to 1 s between operations,"
+        " oracle reports at most every 2 s)",
     )
 
 
@@ -54,7 +55,10 @@ def _seed_range(text: str) -> tuple[int, int]:
     return first, last
 
 
-LIGHT = {"funding_clients": 1, "trading_clients": 1, "think_ns_max": 1_000_000_000}
+LIGHT = {
+    "funding_clients": 1, "trading_clients": 1, "think_ns_max": 1_000_000_000,
+    "oracle_interval_ns": 2_000_000_000,
+}
 
 
 def replay_command(seed: int, nodes: int | None, steps: int | None, light: bool = False) -> str:
