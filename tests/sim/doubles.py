@@ -70,3 +70,10 @@ class StalledSequencerCore(NodeCore):
 
     def _can_propose(self) -> bool:
         return self.raft.term <= 2 and super()._can_propose()
+
+
+class FutureClockCore(NodeCore):
+    """A sequencer that stamps blocks from a clock a minute fast (e.g. the wrong time source)."""
+
+    def _propose_block(self, now_ns: int, allow_empty: bool = False) -> None:
+        super()._propose_block(now_ns + 60_000_000_000, allow_empty)

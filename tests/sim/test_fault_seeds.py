@@ -34,8 +34,10 @@ CASES: dict[str, tuple[int, int, dict[str, Any], str]] = {
     "expiry and skewed clocks": (4, 3, {"expiry_in_ns": 4_000_000_000,
                                          "clock_offset_ns": (1_500_000_000, -1_500_000_000, 0),
                                          "clock_drift_ppm": (500, -500, 0)}, "expiries"),
+    "clock steps and leadership transfers": (1, 3, {"clock_step_ppm": 300_000, "transfer_ppm": 300_000},
+                                             "transfers"),
     "oracle: stale, outlying, jumping and silent sources": (
-        1, 3, {"oracle_sources": 3, "oracle_pause_ppm": 150_000, "oracle_outlier_ppm": 100_000,
+        3, 3, {"oracle_sources": 3, "oracle_pause_ppm": 150_000, "oracle_outlier_ppm": 100_000,
                "oracle_stale_ppm": 100_000, "oracle_jump_ppm": 50_000}, "breaker_trips"),
 }
 
@@ -57,6 +59,8 @@ def test_fault_seed_passes_every_checker(name: str) -> None:
     assert sim.stats["ops_ok"] > 20 and max(sim.chain) > 20
     if stat == "amnesia":
         assert sim.excused and sim.excused[0].startswith("amnesia:")
+    if name.startswith("clock steps"):
+        assert sim.stats["clock_steps"] > 0
     if name.startswith("oracle"):
         assert sim.stats["index_updates"] > 0 and sim.stats["reports_rejected"] > 0
         assert sim.stats["breaker_resets"] > 0

@@ -52,3 +52,7 @@ def test_liveness_checker_names_a_stalled_sequencer() -> None:
     _, result = first_catch(SimHooks(core_class=doubles.StalledSequencerCore), "liveness", range(1, 8))
     text = next(v for v in result.violations if "liveness" in v)
     assert "leader" in text and "node 1" in text
+
+
+def test_block_time_checker_catches_a_fast_sequencer_clock() -> None:
+    first_catch(SimHooks(core_class=doubles.FutureClockCore), "block time", range(1, 3))

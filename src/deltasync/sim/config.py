@@ -21,6 +21,7 @@ from typing import Any
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 PPM = 1_000_000
+CLOCK_STEP_NS_MAX = 3 * NS_PER_S
 CONVERGE_NS = 2 * NS_PER_S  # at the end, running nodes must reach the height of this long before
 
 
@@ -83,6 +84,16 @@ class SimConfig:
     oracle_outlier_ppm: int  # a report is far off the market
     oracle_jump_ppm: int  # the market jumps 5-15 % before a report
     oracle_pause_ppm: int  # nemesis: every source goes quiet for a while (the index goes stale)
+    clock_step_ppm: int  # nemesis: a node's clock steps (NTP) by up to +-3 s
+    transfer_ppm: int  # nemesis: the leader hands leadership to another voter
+
+    @property
+    def clock_skew_bound_ns(self) -> int:
+        """How far any node's clock can be from true time during the run."""
+        run_ns = self.safety_ns + self.liveness_bound_ns + self.settle_ns
+        offset = max(abs(o) for o in self.clock_offset_ns) + (CLOCK_STEP_NS_MAX if self.clock_step_ppm else 0)
+        drift = max(abs(d) for d in self.clock_drift_ppm) * run_ns // PPM
+        return offset + drift
 
     @property
     def quorum(self) -> int:
@@ -159,4 +170,6 @@ class SimConfig:
             oracle_outlier_ppm=rng.choice((0, 30_000, 100_000)),
             oracle_jump_ppm=rng.choice((0, 10_000, 40_000)),
             oracle_pause_ppm=rng.choice((0, 20_000, 60_000)) // scale,
+            clock_step_ppm=rng.choice((0, 10_000, 40_000)) // scale,
+            transfer_ppm=rng.choice((0, 20_000, 60_000)) // scale,
         )

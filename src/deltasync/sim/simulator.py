@@ -53,7 +53,7 @@ from deltasync.exchange.settlement import InstrumentSettled
 from deltasync.exchange.state import BlockResult, ExchangeState
 from deltasync.node.driver import Answer, CommandCodec, NodeCore, NodeSettings, Output
 from deltasync.sim.clock import NodeClock
-from deltasync.sim.config import CONVERGE_NS, NS_PER_S, PPM, SimConfig, stream
+from deltasync.sim.config import CLOCK_STEP_NS_MAX, CONVERGE_NS, NS_PER_S, PPM, SimConfig, stream
 from deltasync.sim.disk import SimDisk
 from deltasync.sim.linearizability import REJECTED, Operation
 from deltasync.sim.network import SimNetwork
@@ -264,7 +264,7 @@ class Simulator:
             "bit_flips": 0, "torn_crashes": 0, "refused_starts": 0, "ops_ok": 0,
             "ops_indeterminate": 0, "retries": 0, "reads": 0, "blocks_applied": 0,
             "expiries": 0, "snapshots_installed": 0, "amnesia": 0, "disk_errors": 0,
-            "disk_error_stops": 0, "market_jumps": 0, "oracle_pauses": 0, "index_updates": 0,
+            "disk_error_stops": 0, "clock_steps": 0, "transfers": 0, "market_jumps": 0, "oracle_pauses": 0, "index_updates": 0,
             "breaker_trips": 0, "breaker_resets": 0, "reports_rejected": 0, "reports_accepted": 0,
             "liquidations": 0, "socialized_losses": 0, "settlements": 0, "margin_mode_changes": 0,
         }
@@ -611,6 +611,12 @@ class Simulator:
         if seen is None:
             self.chain[block.height] = mine
             self.first_apply_ns[block.height] = self.now
+            ahead_ns = block.time_ns - self.now
+            if ahead_ns > self.config.clock_skew_bound_ns:
+                self._violation(
+                    f"block time: height {block.height} is stamped {ahead_ns / NS_PER_S:.3f} s ahead of"
+                    f" true time, beyond any node's clock skew ({self.config.clock_skew_bound_ns / NS_PER_S:.3f} s)"
+                )
             if self.phase == "liveness" and self.first_block_after_healing_ns is None:
                 self.first_block_after_healing_ns = self.now
             return
@@ -666,6 +672,25 @@ class Simulator:
         if down and rng.randrange(PPM) < config.restart_ppm:
             self.stats["restarts"] += 1
             self._start(rng.choice(down))
+        if up and config.clock_step_ppm and rng.randrange(PPM) < config.clock_step_ppm:
+            node = self.nodes[rng.choice(up)]
+            # a step re-sets the offset around the node's original one (steps do not accumulate)
+            step_ns = rng.randrange(-CLOCK_STEP_NS_MAX, CLOCK_STEP_NS_MAX + 1)
+            offset_ns = config.clock_offset_ns[node.node_id - 1] + step_ns
+            node.clock = NodeClock(node.clock.origin_ns, offset_ns, node.clock.drift_ppm)
+            self.stats["clock_steps"] += 1
+            self._note(f"node {node.node_id}: clock steps to offset {node.clock.offset_ns / NS_PER_S:+.3f} s")
+        leader = self.leader()
+        if leader is not None and config.transfer_ppm and rng.randrange(PPM) < config.transfer_ppm:
+            target = rng.choice([i for i in self.voters if i != leader])
+            node = self.nodes[leader]
+            core = node.core
+            assert core is not None
+            if self._guard(node, core.raft.transfer_leadership, target) is True:
+                self.stats["transfers"] += 1
+                self._note(f"leader {leader} transfers leadership to {target}")
+                if node.core is core:
+                    self._drain(node, core, self._local(node))
         if rng.randrange(PPM) < config.partition_ppm:
             self.stats["partitions"] += 1
             self._note("partition: " + self.network.partition(list(self.voters)))
