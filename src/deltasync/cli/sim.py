@@ -5,6 +5,7 @@ One seed::
     deltasync sim --seed 42                 # a summary
     deltasync sim --seed 42 --json          # seed, trace_hash, state_root, height, violations, ...
     deltasync sim --seed 42 --nodes 5 --steps 3000 --log   # also print the nemesis log
+    deltasync sim --seed 2 --steps 500 --set oracle_jump_ppm=60000 --set trading_clients=4
 
 A swarm of seeds in parallel processes (a progress bar, then a summary; every
 failure prints the exact command that replays it)::
@@ -38,10 +39,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (one object; per seed with --seeds)")
     parser.add_argument("--log", action="store_true", help="with --seed: print the nemesis log too")
     parser.add_argument(
+        "--set", action="append", default=[], type=_override, metavar="FIELD=VALUE", dest="overrides",
+        help="override one drawn config field (ints; tuples as 1,2,3), e.g. --set crash_ppm=300000",
+    )
+    parser.add_argument(
         "--light", action="store_true",
         help="a light workload (one funding and one trading client, up to 1 s between operations,"
         " oracle reports at most every 2 s)",
     )
+
+
+def _override(text: str) -> tuple[str, int | tuple[int, ...]]:
+    from deltasync.sim.config import SimConfig
+
+    name, sep, raw = text.partition("=")
+    if not sep or name not in SimConfig.__dataclass_fields__ or name == "seed":
+        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with a SimConfig field, got {text!r}")
+    try:
+        if "," in raw or raw == "":
+            return name, tuple(int(part) for part in raw.split(",") if part)
+        return name, int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: expected an integer or integers separated by commas") from None
 
 
 def _seed_range(text: str) -> tuple[int, int]:
@@ -61,7 +80,12 @@ LIGHT = {
 }
 
 
-def replay_command(seed: int, nodes: int | None, steps: int | None, light: bool = False) -> str:
+Overrides = tuple[tuple[str, Any], ...]
+
+
+def replay_command(
+    seed: int, nodes: int | None, steps: int | None, light: bool = False, overrides: Overrides = ()
+) -> str:
     parts = ["deltasync sim", f"--seed {seed}"]
     if nodes is not None:
         parts.append(f"--nodes {nodes}")
@@ -69,11 +93,15 @@ def replay_command(seed: int, nodes: int | None, steps: int | None, light: bool 
         parts.append(f"--steps {steps}")
     if light:
         parts.append("--light")
+    for name, value in overrides:
+        text = ",".join(map(str, value)) + ("," if len(value) == 1 else "") if isinstance(value, tuple) else value
+        parts.append(f"--set {name}={text}")
     return " ".join(parts)
 
 
 def run_one(
-    seed: int, nodes: int | None, steps: int | None, with_log: bool = False, light: bool = False
+    seed: int, nodes: int | None, steps: int | None, with_log: bool = False, light: bool = False,
+    overrides: Overrides = (),
 ) -> dict[str, Any]:
     """Run one seed in this process; returns the JSON summary (plus timing)."""
     from deltasync.sim.config import SimConfig
@@ -82,6 +110,8 @@ def run_one(
     config = SimConfig.from_seed(seed, nodes=nodes, steps=steps)
     if light:
         config = config.with_overrides(**LIGHT)
+    if overrides:
+        config = config.with_overrides(**dict(overrides))
     simulator = Simulator(config)
     started = time.perf_counter()
     try:
@@ -95,15 +125,15 @@ def run_one(
     wall = max(time.perf_counter() - started, 1e-9)
     out["wall_seconds"] = round(wall, 3)
     out["sim_speed"] = round(out["simulated_seconds"] / wall, 1)
-    out["replay"] = replay_command(seed, nodes, steps, light)
+    out["replay"] = replay_command(seed, nodes, steps, light, overrides)
     if with_log:
         out["log"] = simulator.log
     return out
 
 
-def _run_one_args(args: tuple[int, int | None, int | None, bool]) -> dict[str, Any]:
-    seed, nodes, steps, light = args
-    return run_one(seed, nodes, steps, light=light)
+def _run_one_args(args: tuple[int, int | None, int | None, bool, Overrides]) -> dict[str, Any]:
+    seed, nodes, steps, light, overrides = args
+    return run_one(seed, nodes, steps, light=light, overrides=overrides)
 
 
 def _print_one(result: dict[str, Any], show_log: bool) -> None:
@@ -173,7 +203,8 @@ def _swarm(args: argparse.Namespace) -> int:
     ) as progress:
         task = progress.add_task("seeds", total=len(seeds), failed=0)
         failed = 0
-        work = [(seed, args.nodes, args.steps, args.light) for seed in seeds]
+        overrides = tuple(args.overrides)
+        work = [(seed, args.nodes, args.steps, args.light, overrides) for seed in seeds]
         if jobs == 1:
             outputs = (_run_one_args(item) for item in work)
             for result in outputs:
@@ -207,9 +238,20 @@ def _swarm(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deltasync.sim.config import SimConfig
+
+    first = args.seed if args.seeds is None else args.seeds[0]
+    try:  # a bad override fails here once, not in every worker
+        config = SimConfig.from_seed(first, nodes=args.nodes, steps=args.steps)
+        config.with_overrides(**{**(LIGHT if args.light else {}), **dict(args.overrides)})
+    except (TypeError, ValueError) as error:
+        print(f"deltasync sim: {error}", file=sys.stderr)
+        return 2
     if args.seeds is not None:
         return _swarm(args)
-    result = run_one(args.seed, args.nodes, args.steps, with_log=args.log, light=args.light)
+    result = run_one(
+        args.seed, args.nodes, args.steps, with_log=args.log, light=args.light, overrides=tuple(args.overrides)
+    )
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

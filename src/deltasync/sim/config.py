@@ -95,6 +95,17 @@ class SimConfig:
         drift = max(abs(d) for d in self.clock_drift_ppm) * run_ns // PPM
         return offset + drift
 
+    def __post_init__(self) -> None:
+        n = self.nodes
+        if n not in (3, 5):
+            raise ValueError(f"nodes must be 3 or 5, got {n}")
+        if len(self.clock_offset_ns) != n or len(self.clock_drift_ppm) != n:
+            raise ValueError("clock_offset_ns and clock_drift_ppm need one value per node")
+        if not set(self.faulty_disks) <= set(range(1, n + 1)) or len(self.faulty_disks) > (n - 1) // 2:
+            raise ValueError("faulty_disks: at most f = (nodes - 1) // 2 node ids")
+        if self.steps < 1 or self.tick_ns < 1 or self.settle_ns <= CONVERGE_NS:
+            raise ValueError("steps and tick_ns must be positive, settle_ns above CONVERGE_NS")
+
     @property
     def quorum(self) -> int:
         return self.nodes // 2 + 1
@@ -113,8 +124,6 @@ class SimConfig:
     def from_seed(seed: int, nodes: int | None = None, steps: int | None = None) -> SimConfig:
         rng = stream(seed, "config")
         n = nodes if nodes is not None else rng.choice((3, 3, 5))
-        if n not in (3, 5):
-            raise ValueError(f"nodes must be 3 or 5, got {n}")
         tick_ns = rng.choice((10, 20, 25)) * NS_PER_MS
         election_ticks = max(8, 250 * NS_PER_MS // tick_ns + rng.randrange(0, 10))
         heartbeat_ticks = max(1, election_ticks // rng.choice((5, 8, 10)))
