@@ -222,7 +222,9 @@ class NodeCore:
         self.applied_index = 0
         self.blocks_since_snapshot = 0
         self._out = Output()  # filled by every input, handed over by ``process``
-        # Set by a shell that can write to a peer at once (see ``_handle_ready``).
+        # Set by a shell that can write to a peer at once: messages then leave as soon as
+        # the core allows (before the leader's own fsync for its appends, right after
+        # persisting for everything else) instead of when ``process`` returns.
         self.send_early: Callable[[int, bytes], None] | None = None
 
         snapshot = snapshots.load_latest(verify_root=self._root_of_snapshot_data)
@@ -508,10 +510,16 @@ class NodeCore:
                 [_to_storage_entry(e) for e in ready.entries],
                 sync=ready.must_sync,
             )
+        # Persisted: these may go now. Sending them before applying the committed
+        # entries below keeps a follower's acknowledgement from waiting on its own
+        # (possibly long) block application.
+        send = self.send_early
         for message in ready.messages:
-            out.messages.append(
-                (message.recipient, bytes((KIND_RAFT,)) + RAFT_MESSAGES.encode(message))
-            )
+            payload = bytes((KIND_RAFT,)) + RAFT_MESSAGES.encode(message)
+            if send is not None:
+                send(message.recipient, payload)
+            else:
+                out.messages.append((message.recipient, payload))
         for entry in ready.committed_entries:
             if entry.index <= self.applied_index:
                 continue
