@@ -20,30 +20,88 @@ FAST: dict[str, Any] = {"liveness_bound_ns": 6_000_000_000, "settle_ns": 3_000_0
 
 CASES: dict[str, tuple[int, int, dict[str, Any], str]] = {
     # name: (seed, nodes, overrides, stat that must be > 0)
-    "crashes with torn writes": (4, 3, {"crash_ppm": 250_000, "torn_write_ppm": 1_000_000}, "torn_crashes"),
+    "crashes with torn writes": (
+        4,
+        3,
+        {"crash_ppm": 250_000, "torn_write_ppm": 1_000_000},
+        "torn_crashes",
+    ),
     "partitions incl. one-way": (5, 3, {"partition_ppm": 400_000}, "partitions"),
-    "drops and duplicates": (4, 3, {"drop_ppm": 100_000, "duplicate_ppm": 100_000}, "messages_duplicated"),
-    "lying disk (lost fsync)": (1, 3, {"faulty_disks": (1,), "lost_fsync_ppm": 400_000, "crash_ppm": 300_000,
-                                       "restart_ppm": 600_000, "partition_ppm": 0, "bit_flip_ppm": 0,
-                                       "snapshot_every_blocks": 100_000}, "amnesia"),
-    "bit rot refused at restart": (2, 3, {"faulty_disks": (2,), "lost_fsync_ppm": 0, "crash_ppm": 250_000,
-                                          "restart_ppm": 600_000, "bit_flip_ppm": 300_000}, "refused_starts"),
+    "drops and duplicates": (
+        4,
+        3,
+        {"drop_ppm": 100_000, "duplicate_ppm": 100_000},
+        "messages_duplicated",
+    ),
+    "lying disk (lost fsync)": (
+        1,
+        3,
+        {
+            "faulty_disks": (1,),
+            "lost_fsync_ppm": 400_000,
+            "crash_ppm": 300_000,
+            "restart_ppm": 600_000,
+            "partition_ppm": 0,
+            "bit_flip_ppm": 0,
+            "snapshot_every_blocks": 100_000,
+        },
+        "amnesia",
+    ),
+    "bit rot refused at restart": (
+        2,
+        3,
+        {
+            "faulty_disks": (2,),
+            "lost_fsync_ppm": 0,
+            "crash_ppm": 250_000,
+            "restart_ppm": 600_000,
+            "bit_flip_ppm": 300_000,
+        },
+        "refused_starts",
+    ),
     "I/O errors (EIO) fail-stop": (4, 3, {"disk_error_ppm": 300_000}, "disk_error_stops"),
-    "snapshots installed": (5, 3, {"snapshot_every_blocks": 20, "crash_ppm": 200_000}, "snapshots_installed"),
+    "snapshots installed": (
+        5,
+        3,
+        {"snapshot_every_blocks": 20, "crash_ppm": 200_000},
+        "snapshots_installed",
+    ),
     "five nodes": (2, 5, {"crash_ppm": 150_000, "partition_ppm": 150_000}, "crashes"),
-    "expiry and skewed clocks": (4, 3, {"expiry_in_ns": 4_000_000_000,
-                                         "clock_offset_ns": (1_500_000_000, -1_500_000_000, 0),
-                                         "clock_drift_ppm": (500, -500, 0)}, "expiries"),
-    "clock steps and leadership transfers": (1, 3, {"clock_step_ppm": 300_000, "transfer_ppm": 300_000},
-                                             "transfers"),
+    "expiry and skewed clocks": (
+        4,
+        3,
+        {
+            "expiry_in_ns": 4_000_000_000,
+            "clock_offset_ns": (1_500_000_000, -1_500_000_000, 0),
+            "clock_drift_ppm": (500, -500, 0),
+        },
+        "expiries",
+    ),
+    "clock steps and leadership transfers": (
+        1,
+        3,
+        {"clock_step_ppm": 300_000, "transfer_ppm": 300_000},
+        "transfers",
+    ),
     "oracle: stale, outlying, jumping and silent sources": (
-        3, 3, {"oracle_sources": 3, "oracle_pause_ppm": 150_000, "oracle_outlier_ppm": 100_000,
-               "oracle_stale_ppm": 100_000, "oracle_jump_ppm": 50_000}, "breaker_trips"),
+        3,
+        3,
+        {
+            "oracle_sources": 3,
+            "oracle_pause_ppm": 150_000,
+            "oracle_outlier_ppm": 100_000,
+            "oracle_stale_ppm": 100_000,
+            "oracle_jump_ppm": 50_000,
+        },
+        "breaker_trips",
+    ),
 }
 
 
 def run_case(seed: int, nodes: int, overrides: dict[str, Any]) -> Simulator:
-    config = SimConfig.from_seed(seed, nodes=nodes, steps=STEPS).with_overrides(**{**FAST, **overrides})
+    config = SimConfig.from_seed(seed, nodes=nodes, steps=STEPS).with_overrides(
+        **{**FAST, **overrides}
+    )
     simulator = Simulator(config)
     simulator.run()
     return simulator

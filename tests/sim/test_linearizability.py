@@ -11,8 +11,16 @@ from deltasync.sim.linearizability import (
 )
 
 
-def op(op_id: int, kind: str, amount: int, start: int, end: int | None, output: int | None,
-       key: int = 1, client: int = 0) -> Operation:
+def op(
+    op_id: int,
+    kind: str,
+    amount: int,
+    start: int,
+    end: int | None,
+    output: int | None,
+    key: int = 1,
+    client: int = 0,
+) -> Operation:
     return Operation(op_id, client or op_id, key, kind, amount, start, end, output)
 
 

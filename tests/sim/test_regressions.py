@@ -60,7 +60,9 @@ def test_full_venue_restored_from_a_snapshot_replays_to_the_same_roots() -> None
     with ``INSUFFICIENT_MARGIN``. Fixed by rebuilding the caches at restore. Replayed here
     without the cluster."""
     config = SimConfig.from_seed(2, steps=500).with_overrides(
-        oracle_sources=3, oracle_jump_ppm=60_000, trading_clients=4,
+        oracle_sources=3,
+        oracle_jump_ppm=60_000,
+        trading_clients=4,
         **FAST,
     )
     recorder = _Recorder(config)

@@ -32,18 +32,34 @@ HELP = "deterministic cluster simulation with faults and checkers (--seed N or -
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--seed", type=int, help="run one seed")
-    which.add_argument("--seeds", type=_seed_range, metavar="A..B", help="run seeds A to B inclusive")
-    parser.add_argument("--nodes", type=int, choices=(3, 5), help="cluster size (default: drawn from the seed)")
-    parser.add_argument("--steps", type=int, help="safety-phase length in node ticks (default: 20 s worth)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel processes for --seeds (default 1)")
-    parser.add_argument("--json", action="store_true", help="print JSON (one object; per seed with --seeds)")
+    which.add_argument(
+        "--seeds", type=_seed_range, metavar="A..B", help="run seeds A to B inclusive"
+    )
+    parser.add_argument(
+        "--nodes", type=int, choices=(3, 5), help="cluster size (default: drawn from the seed)"
+    )
+    parser.add_argument(
+        "--steps", type=int, help="safety-phase length in node ticks (default: 20 s worth)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="parallel processes for --seeds (default 1)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (one object; per seed with --seeds)"
+    )
     parser.add_argument("--log", action="store_true", help="with --seed: print the nemesis log too")
     parser.add_argument(
-        "--set", action="append", default=[], type=_override, metavar="FIELD=VALUE", dest="overrides",
+        "--set",
+        action="append",
+        default=[],
+        type=_override,
+        metavar="FIELD=VALUE",
+        dest="overrides",
         help="override one drawn config field (ints; tuples as 1,2,3), e.g. --set crash_ppm=300000",
     )
     parser.add_argument(
-        "--light", action="store_true",
+        "--light",
+        action="store_true",
         help="a light workload (one funding and one trading client, up to 1 s between operations,"
         " oracle reports at most every 2 s)",
     )
@@ -54,13 +70,17 @@ def _override(text: str) -> tuple[str, int | tuple[int, ...]]:
 
     name, sep, raw = text.partition("=")
     if not sep or name not in SimConfig.__dataclass_fields__ or name == "seed":
-        raise argparse.ArgumentTypeError(f"expected FIELD=VALUE with a SimConfig field, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected FIELD=VALUE with a SimConfig field, got {text!r}"
+        )
     try:
         if "," in raw or raw == "":
             return name, tuple(int(part) for part in raw.split(",") if part)
         return name, int(raw)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{name}: expected an integer or integers separated by commas") from None
+        raise argparse.ArgumentTypeError(
+            f"{name}: expected an integer or integers separated by commas"
+        ) from None
 
 
 def _seed_range(text: str) -> tuple[int, int]:
@@ -75,7 +95,9 @@ def _seed_range(text: str) -> tuple[int, int]:
 
 
 LIGHT = {
-    "funding_clients": 1, "trading_clients": 1, "think_ns_max": 1_000_000_000,
+    "funding_clients": 1,
+    "trading_clients": 1,
+    "think_ns_max": 1_000_000_000,
     "oracle_interval_ns": 2_000_000_000,
 }
 
@@ -94,13 +116,21 @@ def replay_command(
     if light:
         parts.append("--light")
     for name, value in overrides:
-        text = ",".join(map(str, value)) + ("," if len(value) == 1 else "") if isinstance(value, tuple) else value
+        text = (
+            ",".join(map(str, value)) + ("," if len(value) == 1 else "")
+            if isinstance(value, tuple)
+            else value
+        )
         parts.append(f"--set {name}={text}")
     return " ".join(parts)
 
 
 def run_one(
-    seed: int, nodes: int | None, steps: int | None, with_log: bool = False, light: bool = False,
+    seed: int,
+    nodes: int | None,
+    steps: int | None,
+    with_log: bool = False,
+    light: bool = False,
     overrides: Overrides = (),
 ) -> dict[str, Any]:
     """Run one seed in this process; returns the JSON summary (plus timing)."""
@@ -118,9 +148,16 @@ def run_one(
         out = simulator.run().to_dict()
     except Exception:  # a crash of the simulator (or of code it drives) is a finding too
         out = {
-            "seed": seed, "nodes": config.nodes, "trace_hash": "", "state_root": "", "height": 0,
-            "violations": ["simulator crashed: " + traceback.format_exc()], "excused": [],
-            "simulated_seconds": 0.0, "events": 0, "stats": {},
+            "seed": seed,
+            "nodes": config.nodes,
+            "trace_hash": "",
+            "state_root": "",
+            "height": 0,
+            "violations": ["simulator crashed: " + traceback.format_exc()],
+            "excused": [],
+            "simulated_seconds": 0.0,
+            "events": 0,
+            "stats": {},
         }
     wall = max(time.perf_counter() - started, 1e-9)
     out["wall_seconds"] = round(wall, 3)
@@ -157,22 +194,53 @@ def _print_one(result: dict[str, Any], show_log: bool) -> None:
     )
     console.print(
         "  faults: "
-        + ", ".join(f"{k} {stats[k]}" for k in ("crashes", "partitions", "torn_crashes", "lost_fsyncs",
-                                                 "amnesia", "bit_flips", "refused_starts", "disk_errors",
-                                                 "snapshots_installed", "messages_dropped",
-                                                 "messages_duplicated"))
+        + ", ".join(
+            f"{k} {stats[k]}"
+            for k in (
+                "crashes",
+                "partitions",
+                "torn_crashes",
+                "lost_fsyncs",
+                "amnesia",
+                "bit_flips",
+                "refused_starts",
+                "disk_errors",
+                "snapshots_installed",
+                "messages_dropped",
+                "messages_duplicated",
+            )
+        )
     )
     console.print(
         "  workload: "
-        + ", ".join(f"{k} {stats[k]}" for k in ("ops_ok", "ops_indeterminate", "retries", "reads",
-                                                 "acks", "expiries", "blocks_applied"))
+        + ", ".join(
+            f"{k} {stats[k]}"
+            for k in (
+                "ops_ok",
+                "ops_indeterminate",
+                "retries",
+                "reads",
+                "acks",
+                "expiries",
+                "blocks_applied",
+            )
+        )
     )
     if stats.get("reports_accepted") or stats.get("reports_rejected"):
         console.print(
             "  oracle: "
-            + ", ".join(f"{k} {stats[k]}" for k in ("reports_accepted", "reports_rejected", "index_updates",
-                                                     "market_jumps", "breaker_trips", "breaker_resets",
-                                                     "oracle_pauses"))
+            + ", ".join(
+                f"{k} {stats[k]}"
+                for k in (
+                    "reports_accepted",
+                    "reports_rejected",
+                    "index_updates",
+                    "market_jumps",
+                    "breaker_trips",
+                    "breaker_resets",
+                    "oracle_pauses",
+                )
+            )
         )
     if show_log:
         for line in result.get("log", []):
@@ -198,8 +266,13 @@ def _swarm(args: argparse.Namespace) -> int:
     console = Console(stderr=True, highlight=False)
     started = time.perf_counter()
     with Progress(
-        TextColumn("[bold]sim"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("[bold]sim"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
         task = progress.add_task("seeds", total=len(seeds), failed=0)
         failed = 0
@@ -232,7 +305,9 @@ def _swarm(args: argparse.Namespace) -> int:
             f" ({simulated / max(wall, 1e-9):.0f}x over {jobs} job(s))"
         )
         for result in failures:
-            print(f"seed {result['seed']}: {len(result['violations'])} violation(s): {result['violations'][0][:300]}")
+            print(
+                f"seed {result['seed']}: {len(result['violations'])} violation(s): {result['violations'][0][:300]}"
+            )
             print(f"  replay: {result['replay']}")
     return 1 if failures else 0
 
@@ -250,7 +325,12 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         return _swarm(args)
     result = run_one(
-        args.seed, args.nodes, args.steps, with_log=args.log, light=args.light, overrides=tuple(args.overrides)
+        args.seed,
+        args.nodes,
+        args.steps,
+        with_log=args.log,
+        light=args.light,
+        overrides=tuple(args.overrides),
     )
     if args.json:
         print(json.dumps(result, sort_keys=True))

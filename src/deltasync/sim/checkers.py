@@ -49,7 +49,9 @@ def check_chain(sim: Simulator) -> list[str]:
                 applied.setdefault((session, request), []).append(h)
     for key, heights in sorted(applied.items()):
         if len(heights) > 1:
-            problems.append(f"acks: request {key} applied {len(heights)} times, at heights {heights}")
+            problems.append(
+                f"acks: request {key} applied {len(heights)} times, at heights {heights}"
+            )
     for ack in sim.acks:
         key = (ack.session, ack.request)
         where = applied.get(key)
@@ -65,7 +67,9 @@ def check_chain(sim: Simulator) -> list[str]:
     return _dedupe(problems)
 
 
-def check_linearizability(sim: Simulator, budget: int = 2_000_000) -> tuple[list[str], dict[str, int]]:
+def check_linearizability(
+    sim: Simulator, budget: int = 2_000_000
+) -> tuple[list[str], dict[str, int]]:
     problems = []
     stats = {"keys": 0, "inconclusive": 0, "explored": 0}
     history = sim.history + sim.system_operations()
@@ -131,20 +135,27 @@ def check_liveness(sim: Simulator) -> list[str]:
         client = sim.clients[client_id]
         finished = op.op_id in sim.finished_ops
         if finished and sim.finished_ops[op.op_id] - op.invoke_ns > config.liveness_bound_ns:
-            stuck.append(f"client {client_id} op {op.op_id} ({op.kind}, session {client.session}"
-                         f" request {op.request}) took"
-                         f" {(sim.finished_ops[op.op_id] - op.invoke_ns) / NS_PER_S:.1f} s")
+            stuck.append(
+                f"client {client_id} op {op.op_id} ({op.kind}, session {client.session}"
+                f" request {op.request}) took"
+                f" {(sim.finished_ops[op.op_id] - op.invoke_ns) / NS_PER_S:.1f} s"
+            )
         elif client.op is op:
-            stuck.append(f"client {client_id} op {op.op_id} ({op.kind}, session {client.session}"
-                         f" request {op.request}) still pending after {op.attempts} attempts")
+            stuck.append(
+                f"client {client_id} op {op.op_id} ({op.kind}, session {client.session}"
+                f" request {op.request}) still pending after {op.attempts} attempts"
+            )
         elif not finished:
-            stuck.append(f"client {client_id} op {op.op_id} ({op.kind}, session {client.session}"
-                         f" request {op.request}) gave up after {op.attempts} attempts"
-                         f" (last via node {op.attempt_node})")
+            stuck.append(
+                f"client {client_id} op {op.op_id} ({op.kind}, session {client.session}"
+                f" request {op.request}) gave up after {op.attempts} attempts"
+                f" (last via node {op.attempt_node})"
+            )
     if stuck:
         problems.append(
             f"liveness: {len(stuck)} client operations did not complete within the bound after healing: "
-            + "; ".join(stuck[:5]) + f". Nodes: {status}"
+            + "; ".join(stuck[:5])
+            + f". Nodes: {status}"
         )
     return problems
 
@@ -160,7 +171,11 @@ def run_checkers(sim: Simulator) -> None:
     amnesia = [text for node in sim.nodes.values() for text in node.amnesia]
     violations, excused = [], []
     for text in _dedupe(found):
-        if amnesia and not text.split(" ", 1)[-1].startswith(STRICT_PREFIXES) and not text.startswith(STRICT_PREFIXES):
+        if (
+            amnesia
+            and not text.split(" ", 1)[-1].startswith(STRICT_PREFIXES)
+            and not text.startswith(STRICT_PREFIXES)
+        ):
             excused.append(text)
         else:
             violations.append(text)

@@ -91,7 +91,9 @@ class SimConfig:
     def clock_skew_bound_ns(self) -> int:
         """How far any node's clock can be from true time during the run."""
         run_ns = self.safety_ns + self.liveness_bound_ns + self.settle_ns
-        offset = max(abs(o) for o in self.clock_offset_ns) + (CLOCK_STEP_NS_MAX if self.clock_step_ppm else 0)
+        offset = max(abs(o) for o in self.clock_offset_ns) + (
+            CLOCK_STEP_NS_MAX if self.clock_step_ppm else 0
+        )
         drift = max(abs(d) for d in self.clock_drift_ppm) * run_ns // PPM
         return offset + drift
 
@@ -101,7 +103,10 @@ class SimConfig:
             raise ValueError(f"nodes must be 3 or 5, got {n}")
         if len(self.clock_offset_ns) != n or len(self.clock_drift_ppm) != n:
             raise ValueError("clock_offset_ns and clock_drift_ppm need one value per node")
-        if not set(self.faulty_disks) <= set(range(1, n + 1)) or len(self.faulty_disks) > (n - 1) // 2:
+        if (
+            not set(self.faulty_disks) <= set(range(1, n + 1))
+            or len(self.faulty_disks) > (n - 1) // 2
+        ):
             raise ValueError("faulty_disks: at most f = (nodes - 1) // 2 node ids")
         if self.steps < 1 or self.tick_ns < 1 or self.settle_ns <= CONVERGE_NS:
             raise ValueError("steps and tick_ns must be positive, settle_ns above CONVERGE_NS")

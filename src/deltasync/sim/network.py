@@ -41,7 +41,11 @@ class SimNetwork:
         out = []
         for _ in range(copies):
             delay = config.delay_min_ns + rng.randrange(config.delay_spread_ns)
-            if self.faults_on and config.delay_spike_ppm and rng.randrange(PPM) < config.delay_spike_ppm:
+            if (
+                self.faults_on
+                and config.delay_spike_ppm
+                and rng.randrange(PPM) < config.delay_spike_ppm
+            ):
                 delay += rng.randrange(config.delay_spike_ns)
             out.append(delay)
         return out

@@ -176,12 +176,15 @@ class SimResult:
         }
 
 
-def sim_genesis(config: SimConfig, start_ns: int, oracle: dict[str, Any] | None = None) -> GenesisConfig:
+def sim_genesis(
+    config: SimConfig, start_ns: int, oracle: dict[str, Any] | None = None
+) -> GenesisConfig:
     raw = default_genesis_dict()
     if oracle is not None:
         raw["oracle"] = oracle
     raw["listings"] = [
-        {"underlying": UNDERLYING, "expiry": expiry, "strikes": list(STRIKES)} for expiry in EXPIRIES
+        {"underlying": UNDERLYING, "expiry": expiry, "strikes": list(STRIKES)}
+        for expiry in EXPIRIES
     ]
     raw["genesis_time_ns"] = start_ns
     return GenesisConfig.from_dict(raw)
@@ -222,7 +225,9 @@ class Simulator:
         self.nodes: dict[int, SimNode] = {}
         for node_id in self.voters:
             clock = NodeClock(
-                self.start_ns, config.clock_offset_ns[node_id - 1], config.clock_drift_ppm[node_id - 1]
+                self.start_ns,
+                config.clock_offset_ns[node_id - 1],
+                config.clock_drift_ppm[node_id - 1],
             )
             self.nodes[node_id] = SimNode(node_id, clock, SimDisk())
         self.settings = NodeSettings(
@@ -260,13 +265,37 @@ class Simulator:
         self.first_block_after_healing_ns: int | None = None
         self.log: list[str] = []  # nemesis and notable events, for the summary
         self.stats: dict[str, int] = {
-            "crashes": 0, "restarts": 0, "partitions": 0, "heals": 0, "lost_fsyncs": 0,
-            "bit_flips": 0, "torn_crashes": 0, "refused_starts": 0, "ops_ok": 0,
-            "ops_indeterminate": 0, "retries": 0, "reads": 0, "blocks_applied": 0,
-            "expiries": 0, "snapshots_installed": 0, "amnesia": 0, "disk_errors": 0,
-            "disk_error_stops": 0, "clock_steps": 0, "transfers": 0, "market_jumps": 0, "oracle_pauses": 0, "index_updates": 0,
-            "breaker_trips": 0, "breaker_resets": 0, "reports_rejected": 0, "reports_accepted": 0,
-            "liquidations": 0, "socialized_losses": 0, "settlements": 0, "margin_mode_changes": 0,
+            "crashes": 0,
+            "restarts": 0,
+            "partitions": 0,
+            "heals": 0,
+            "lost_fsyncs": 0,
+            "bit_flips": 0,
+            "torn_crashes": 0,
+            "refused_starts": 0,
+            "ops_ok": 0,
+            "ops_indeterminate": 0,
+            "retries": 0,
+            "reads": 0,
+            "blocks_applied": 0,
+            "expiries": 0,
+            "snapshots_installed": 0,
+            "amnesia": 0,
+            "disk_errors": 0,
+            "disk_error_stops": 0,
+            "clock_steps": 0,
+            "transfers": 0,
+            "market_jumps": 0,
+            "oracle_pauses": 0,
+            "index_updates": 0,
+            "breaker_trips": 0,
+            "breaker_resets": 0,
+            "reports_rejected": 0,
+            "reports_accepted": 0,
+            "liquidations": 0,
+            "socialized_losses": 0,
+            "settlements": 0,
+            "margin_mode_changes": 0,
         }
         self.clients: list[Client] = []
         session = SESSION_BASE
@@ -313,7 +342,11 @@ class Simulator:
         for node_id in self.voters:
             self._start(node_id)
         for client in self.clients:
-            self._push(self.start_ns + self.rng_clients.randrange(1, 200_000_000), EV_CLIENT_WAKE, client.client_id)
+            self._push(
+                self.start_ns + self.rng_clients.randrange(1, 200_000_000),
+                EV_CLIENT_WAKE,
+                client.client_id,
+            )
         self._push(self.start_ns + self.config.nemesis_interval_ns, EV_NEMESIS)
         self._push(self.liveness_start_ns, EV_LIVENESS)
         self._push(self.end_ns - self.config.settle_ns, EV_STOP_WORKLOAD)
@@ -352,8 +385,11 @@ class Simulator:
         from deltasync.sim.checkers import run_checkers
 
         self.stats.update(
-            messages_sent=self.network.sent, messages_dropped=self.network.dropped,
-            messages_duplicated=self.network.duplicated, acks=len(self.acks), history_ops=len(self.history),
+            messages_sent=self.network.sent,
+            messages_dropped=self.network.dropped,
+            messages_duplicated=self.network.duplicated,
+            acks=len(self.acks),
+            history_ops=len(self.history),
         )
         run_checkers(self)
         return self._result()
@@ -370,7 +406,9 @@ class Simulator:
     def _machine_factory(self, node_id: int) -> Callable[[], ExchangeState]:
         def build() -> ExchangeState:
             risk, extensions = self._engines()
-            machine = self.hooks.machine_class.from_genesis(self.genesis, risk=risk, extensions=extensions)
+            machine = self.hooks.machine_class.from_genesis(
+                self.genesis, risk=risk, extensions=extensions
+            )
             self._observe_machine(machine, node_id)
             return machine
 
@@ -409,13 +447,16 @@ class Simulator:
                 problems = state.check_invariants()
                 if problems:
                     self._violation(
-                        f"invariants: node {node_id} after block {result.height}: " + "; ".join(problems[:3])
+                        f"invariants: node {node_id} after block {result.height}: "
+                        + "; ".join(problems[:3])
                     )
 
             machine.observer = observer
             machine.pre_observer = pre_observer
 
-    def _record_adjustments(self, state: ExchangeState, result: BlockResult, before: dict[int, int]) -> None:
+    def _record_adjustments(
+        self, state: ExchangeState, result: BlockResult, before: dict[int, int]
+    ) -> None:
         """Balance changes of funding accounts that no client made (a socialized loss)."""
         moved = dict.fromkeys(before, 0)
         for events in result.events:
@@ -448,7 +489,11 @@ class Simulator:
             snapshots = SnapshotStore(f"{base}/snapshots", node.disk)
             wrapped = self.hooks.wrap_storage(storage) if self.hooks.wrap_storage else storage
             core = self.hooks.core_class(
-                node_id, self.voters, wrapped, recovered, snapshots,
+                node_id,
+                self.voters,
+                wrapped,
+                recovered,
+                snapshots,
                 machine_factory=self._machine_factory(node_id),
                 machine_restore=self._machine_restore(node_id),
                 command_codec=self.codec,
@@ -460,13 +505,20 @@ class Simulator:
             self.stats["refused_starts"] += 1
             self._note(f"node {node_id} refuses to start: {node.refused}")
             if not node.faults:
-                self._violation(f"storage: node {node_id} refuses to start on a healthy disk: {node.refused}")
+                self._violation(
+                    f"storage: node {node_id} refuses to start on a healthy disk: {node.refused}"
+                )
             return
         node.core = core
         node.faults = []
         node.durable = None
         self._note(f"node {node_id} up (incarnation {node.incarnation}, height {core.tip.height})")
-        self._push(self.now + node.clock.true_period(self.config.tick_ns), EV_TICK, node_id, node.incarnation)
+        self._push(
+            self.now + node.clock.true_period(self.config.tick_ns),
+            EV_TICK,
+            node_id,
+            node.incarnation,
+        )
 
     def _check_durable(self, node: SimNode, recovered: Any) -> None:
         assert node.durable is not None
@@ -502,11 +554,9 @@ class Simulator:
         if lied:
             node.faults.append("lost fsync")
         self.stats["crashes"] += 1
-        self._note(f"crash node {node_id}{' (torn writes)' if torn else ''}{' (after a lost fsync)' if lied else ''}")
-
-    def _core(self, node_id: int) -> NodeCore | None:
-        node = self.nodes[node_id]
-        return node.core
+        self._note(
+            f"crash node {node_id}{' (torn writes)' if torn else ''}{' (after a lost fsync)' if lied else ''}"
+        )
 
     def _on_tick(self, node_id: int, incarnation: int) -> None:
         node = self.nodes[node_id]
@@ -518,7 +568,12 @@ class Simulator:
             return
         self._drain(node, core, now)
         if node.core is core:
-            self._push(self.now + node.clock.true_period(self.config.tick_ns), EV_TICK, node_id, incarnation)
+            self._push(
+                self.now + node.clock.true_period(self.config.tick_ns),
+                EV_TICK,
+                node_id,
+                incarnation,
+            )
 
     def _on_deliver(self, recipient: int, sender: int, payload: bytes) -> None:
         node = self.nodes[recipient]
@@ -586,7 +641,9 @@ class Simulator:
         for answer in out.answers:
             client = self._client_of_session.get(answer.session)
             if client is not None:
-                self._push(self.now + CLIENT_LINK_NS, EV_CLIENT_ANSWER, client.client_id, node_id, answer)
+                self._push(
+                    self.now + CLIENT_LINK_NS, EV_CLIENT_ANSWER, client.client_id, node_id, answer
+                )
         for context in out.reads:
             token = self._read_tokens.pop(context, None)
             if token is None:
@@ -596,7 +653,9 @@ class Simulator:
             assert core is not None
             holder = core.machine.accounts.get(account)
             balance = 0 if holder is None else holder.cash
-            self._push(self.now + CLIENT_LINK_NS, EV_CLIENT_ANSWER, client_id, node_id, (context, balance))
+            self._push(
+                self.now + CLIENT_LINK_NS, EV_CLIENT_ANSWER, client_id, node_id, (context, balance)
+            )
 
     def _on_block(self, node_id: int, block: Any) -> None:
         self.stats["blocks_applied"] += 1
@@ -665,8 +724,13 @@ class Simulator:
             return
         config, rng = self.config, self.rng_nemesis
         up = [i for i in self.voters if self.nodes[i].core is not None]
-        down = [i for i in self.voters if self.nodes[i].core is None and self.nodes[i].refused is None
-                and self.nodes[i].halted is None]
+        down = [
+            i
+            for i in self.voters
+            if self.nodes[i].core is None
+            and self.nodes[i].refused is None
+            and self.nodes[i].halted is None
+        ]
         if up and rng.randrange(PPM) < config.crash_ppm:
             self._crash(rng.choice(up))
         if down and rng.randrange(PPM) < config.restart_ppm:
@@ -679,7 +743,9 @@ class Simulator:
             offset_ns = config.clock_offset_ns[node.node_id - 1] + step_ns
             node.clock = NodeClock(node.clock.origin_ns, offset_ns, node.clock.drift_ppm)
             self.stats["clock_steps"] += 1
-            self._note(f"node {node.node_id}: clock steps to offset {node.clock.offset_ns / NS_PER_S:+.3f} s")
+            self._note(
+                f"node {node.node_id}: clock steps to offset {node.clock.offset_ns / NS_PER_S:+.3f} s"
+            )
         leader = self.leader()
         if leader is not None and config.transfer_ppm and rng.randrange(PPM) < config.transfer_ppm:
             target = rng.choice([i for i in self.voters if i != leader])
@@ -698,7 +764,11 @@ class Simulator:
             self.stats["heals"] += 1
             self.network.heal()
             self._note("heal")
-        if self.oracle is not None and config.oracle_pause_ppm and rng.randrange(PPM) < config.oracle_pause_ppm:
+        if (
+            self.oracle is not None
+            and config.oracle_pause_ppm
+            and rng.randrange(PPM) < config.oracle_pause_ppm
+        ):
             pause_ns = config.oracle_staleness_ns + rng.randrange(1, 5) * NS_PER_S
             self.oracle_paused_until_ns = self.now + pause_ns
             self.stats["oracle_pauses"] += 1
@@ -714,7 +784,9 @@ class Simulator:
             if node.core is None:
                 continue
             if config.lost_fsync_ppm and rng.randrange(PPM) < config.lost_fsync_ppm:
-                node.disk.syncs_to_lose += rng.randrange(5, 200)  # a write cache that lies for a while
+                node.disk.syncs_to_lose += rng.randrange(
+                    5, 200
+                )  # a write cache that lies for a while
                 self.stats["lost_fsyncs"] += 1
                 self._note(f"node {node_id}: the disk will lie about its next fsyncs")
             if config.bit_flip_ppm and rng.randrange(PPM) < config.bit_flip_ppm:
@@ -756,7 +828,9 @@ class Simulator:
                 return
             kind, command, account, amount = "oracle", self._report(client), 0, 0
         else:
-            kind, command, account, amount = client.next_command(self.names, self.config.funding_accounts)
+            kind, command, account, amount = client.next_command(
+                self.names, self.config.funding_accounts
+            )
         self._op_ids += 1
         request = client.next_request
         if kind != "read":
@@ -794,7 +868,9 @@ class Simulator:
         op.token = self._next_token()
         op.attempt_node = self.rng_clients.choice(self.voters)
         op.deadline_ns = self.now + self.config.client_timeout_ns
-        self._push(self.now + CLIENT_LINK_NS, EV_CLIENT_ARRIVE, client.client_id, op.attempt_node, op.token)
+        self._push(
+            self.now + CLIENT_LINK_NS, EV_CLIENT_ARRIVE, client.client_id, op.attempt_node, op.token
+        )
         self._push(op.deadline_ns, EV_CLIENT_TIMEOUT, client.client_id, op.token)
 
     def _on_client_arrive(self, client_id: int, node_id: int, token: int) -> None:
@@ -807,7 +883,9 @@ class Simulator:
         if core is None:
             # connection refused: the client learns at once and tries another node
             op.token = self._next_token()
-            self._push(self.now + CLIENT_LINK_NS + 50_000_000, EV_CLIENT_TIMEOUT, client_id, op.token)
+            self._push(
+                self.now + CLIENT_LINK_NS + 50_000_000, EV_CLIENT_TIMEOUT, client_id, op.token
+            )
             op.attempts -= 1
             return
         now = self._local(node)
@@ -816,7 +894,9 @@ class Simulator:
             if self._guard(node, core.read, context) is not True:
                 return  # rejected (no leader known) or the node failed: the timeout retries
             self._read_tokens[context] = (client_id, op.key)
-        elif self._guard(node, core.submit, op.command, client.session, op.request, now) is not True:
+        elif (
+            self._guard(node, core.submit, op.command, client.session, op.request, now) is not True
+        ):
             return
         self._drain(node, core, now)
 
@@ -840,7 +920,11 @@ class Simulator:
         if isinstance(payload, tuple):  # a read: (context, balance)
             context, balance = payload
             op = client.op
-            if op is None or op.kind != "read" or context != f"r/{client_id}/{op.op_id}/{op.token}".encode():
+            if (
+                op is None
+                or op.kind != "read"
+                or context != f"r/{client_id}/{op.op_id}/{op.token}".encode()
+            ):
                 return
             self.stats["reads"] += 1
             self._finish(client, balance, ())
@@ -877,14 +961,26 @@ class Simulator:
                 client.observe(events)
         else:
             self.history.append(
-                Operation(op.op_id, client.client_id, op.key, op.kind, op.amount, op.invoke_ns,
-                          self.now if done else None, output if done else None)
+                Operation(
+                    op.op_id,
+                    client.client_id,
+                    op.key,
+                    op.kind,
+                    op.amount,
+                    op.invoke_ns,
+                    self.now if done else None,
+                    output if done else None,
+                )
             )
         if self.workload_on:
             think_ns = self.config.think_ns_max
             if client.oracle_source:
                 think_ns = self.config.oracle_interval_ns
-            self._push(self.now + 1 + self.rng_clients.randrange(think_ns), EV_CLIENT_WAKE, client.client_id)
+            self._push(
+                self.now + 1 + self.rng_clients.randrange(think_ns),
+                EV_CLIENT_WAKE,
+                client.client_id,
+            )
 
     # --- the result -----------------------------------------------------------------------
 
@@ -919,8 +1015,18 @@ class Simulator:
                 continue
             start = self.first_apply_ns.get(height - 1, self.start_ns)
             for index, (account, delta) in enumerate(changes):
-                ops.append(Operation(-(height * 16 + index) - 1, -1, account, "adjust", delta, start,
-                                     self.first_apply_ns[height], None))
+                ops.append(
+                    Operation(
+                        -(height * 16 + index) - 1,
+                        -1,
+                        account,
+                        "adjust",
+                        delta,
+                        start,
+                        self.first_apply_ns[height],
+                        None,
+                    )
+                )
         return ops
 
     def node_status(self, node_id: int) -> str:
@@ -955,8 +1061,13 @@ def _output_of(op: PendingOp, events: tuple[Any, ...]) -> int | None:
     return None
 
 
-def simulate(seed: int, nodes: int | None = None, steps: int | None = None,
-             hooks: SimHooks | None = None, **overrides: Any) -> SimResult:
+def simulate(
+    seed: int,
+    nodes: int | None = None,
+    steps: int | None = None,
+    hooks: SimHooks | None = None,
+    **overrides: Any,
+) -> SimResult:
     """Run one seed (``overrides`` replace drawn config fields, e.g. ``crash_ppm=0``)."""
     config = SimConfig.from_seed(seed, nodes=nodes, steps=steps)
     if overrides:

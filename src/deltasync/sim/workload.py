@@ -34,7 +34,7 @@ from deltasync.exchange.commands import (
     TimeInForce,
     Withdraw,
 )
-from deltasync.exchange.events import OrderAccepted, OrderCancelled, OrderExpired, Trade
+from deltasync.exchange.events import OrderAccepted, OrderCancelled, OrderExpired
 from deltasync.exchange.margin import MarginMode, SetMarginMode
 
 FUNDING_ACCOUNT_BASE = 1000
@@ -86,7 +86,9 @@ class Client:
     deposit_whole: int = 10_000_000  # what a trading client funds its account with (USDC)
     margin_modes: bool = False  # may switch between standard and portfolio margin
 
-    def next_command(self, instrument_names: list[str], funding_accounts: int) -> tuple[str, Any, int, int]:
+    def next_command(
+        self, instrument_names: list[str], funding_accounts: int
+    ) -> tuple[str, Any, int, int]:
         """(kind, command, account, amount raw) of the next operation."""
         rng = self.rng
         if not self.trading:
@@ -113,7 +115,10 @@ class Client:
         if self.open_orders and roll < 7:
             order_id = rng.choice(self.open_orders)
             return EditOrder(
-                self.account, order_id, _price(rng), Quantity.parse(f"0.0{rng.randrange(1, 10)}"),
+                self.account,
+                order_id,
+                _price(rng),
+                Quantity.parse(f"0.0{rng.randrange(1, 10)}"),
                 post_only=rng.randrange(4) == 0,
             )
         if roll == 7:
@@ -124,14 +129,21 @@ class Client:
             legs = rng.sample(names, 2)
             return PlaceCombo(
                 self.account,
-                (ComboLeg(legs[0], Side.BUY, 1), ComboLeg(legs[1], rng.choice(list(Side)), rng.randrange(1, 3))),
+                (
+                    ComboLeg(legs[0], Side.BUY, 1),
+                    ComboLeg(legs[1], rng.choice(list(Side)), rng.randrange(1, 3)),
+                ),
                 rng.choice(list(Side)),
                 Quantity.parse("0.01"),
                 Price.whole(rng.randrange(-3000, 6000)),
                 rng.choice((TimeInForce.FILL_OR_KILL, TimeInForce.IMMEDIATE_OR_CANCEL)),
             )
         tif = rng.choice(
-            (TimeInForce.GOOD_TIL_CANCELLED, TimeInForce.GOOD_TIL_CANCELLED, TimeInForce.IMMEDIATE_OR_CANCEL)
+            (
+                TimeInForce.GOOD_TIL_CANCELLED,
+                TimeInForce.GOOD_TIL_CANCELLED,
+                TimeInForce.IMMEDIATE_OR_CANCEL,
+            )
         )
         return PlaceOrder(
             self.account,
@@ -154,8 +166,6 @@ class Client:
                 case OrderCancelled(order_id=order_id) | OrderExpired(order_id=order_id):
                     if order_id in self.open_orders:
                         self.open_orders.remove(order_id)
-                case Trade():
-                    pass
         del self.open_orders[:-20]  # forget very old ones; cancelling them is merely rejected
 
 
