@@ -21,20 +21,20 @@ FAST: dict[str, Any] = {"liveness_bound_ns": 6_000_000_000, "settle_ns": 3_000_0
 CASES: dict[str, tuple[int, int, dict[str, Any], str]] = {
     # name: (seed, nodes, overrides, stat that must be > 0)
     "crashes with torn writes": (
-        4,
+        3,
         3,
         {"crash_ppm": 250_000, "torn_write_ppm": 1_000_000},
         "torn_crashes",
     ),
     "partitions incl. one-way": (5, 3, {"partition_ppm": 400_000}, "partitions"),
     "drops and duplicates": (
-        4,
+        3,
         3,
         {"drop_ppm": 100_000, "duplicate_ppm": 100_000},
         "messages_duplicated",
     ),
     "lying disk (lost fsync)": (
-        1,
+        9,
         3,
         {
             "faulty_disks": (1,),
@@ -48,7 +48,7 @@ CASES: dict[str, tuple[int, int, dict[str, Any], str]] = {
         "amnesia",
     ),
     "bit rot refused at restart": (
-        2,
+        1,
         3,
         {
             "faulty_disks": (2,),
@@ -59,16 +59,16 @@ CASES: dict[str, tuple[int, int, dict[str, Any], str]] = {
         },
         "refused_starts",
     ),
-    "I/O errors (EIO) fail-stop": (4, 3, {"disk_error_ppm": 300_000}, "disk_error_stops"),
+    "I/O errors (EIO) fail-stop": (5, 3, {"disk_error_ppm": 300_000}, "disk_error_stops"),
     "snapshots installed": (
         5,
         3,
         {"snapshot_every_blocks": 20, "crash_ppm": 200_000},
         "snapshots_installed",
     ),
-    "five nodes": (2, 5, {"crash_ppm": 150_000, "partition_ppm": 150_000}, "crashes"),
+    "five nodes": (7, 5, {"crash_ppm": 150_000, "partition_ppm": 150_000}, "crashes"),
     "expiry and skewed clocks": (
-        4,
+        3,
         3,
         {
             "expiry_in_ns": 4_000_000_000,
@@ -77,8 +77,9 @@ CASES: dict[str, tuple[int, int, dict[str, Any], str]] = {
         },
         "expiries",
     ),
+    "frozen processes (GC pause, SIGSTOP)": (3, 3, {"pause_ppm": 300_000}, "pauses"),
     "clock steps and leadership transfers": (
-        1,
+        5,
         3,
         {"clock_step_ppm": 300_000, "transfer_ppm": 300_000},
         "transfers",

@@ -86,6 +86,7 @@ class SimConfig:
     oracle_pause_ppm: int  # nemesis: every source goes quiet for a while (the index goes stale)
     clock_step_ppm: int  # nemesis: a node's clock steps (NTP) by up to +-3 s
     transfer_ppm: int  # nemesis: the leader hands leadership to another voter
+    pause_ppm: int  # nemesis: a node freezes for 0.1-4 s (GC pause, SIGSTOP), then carries on
 
     @property
     def clock_skew_bound_ns(self) -> int:
@@ -186,4 +187,5 @@ class SimConfig:
             oracle_pause_ppm=rng.choice((0, 20_000, 60_000)) // scale,
             clock_step_ppm=rng.choice((0, 10_000, 40_000)) // scale,
             transfer_ppm=rng.choice((0, 20_000, 60_000)) // scale,
+            pause_ppm=rng.choice((0, 30_000, 80_000)) // scale,
         )

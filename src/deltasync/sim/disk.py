@@ -108,6 +108,11 @@ class SimDisk:
         self.fs.inject_fault(operation, 1)
         self.error_armed = True
 
+    def disarm_errors(self) -> None:
+        for operation in ("write", "sync", "sync_dir"):
+            self.fs.inject_fault(operation, 0)
+        self.error_armed = False
+
     def flip_bit_in_wal(self, wal_dir: str, rng: random.Random) -> str | None:
         """Flip one durable bit inside a WAL record (not a segment header). Returns where."""
         if not self.fs.is_dir(wal_dir):

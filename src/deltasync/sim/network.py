@@ -58,9 +58,8 @@ class SimNetwork:
 
     # --- partitions ---------------------------------------------------------------
 
-    def partition(self, nodes: list[int]) -> str:
+    def partition(self, nodes: list[int], rng: random.Random) -> str:
         """Draw a partition: isolate a node, split in two, or cut some links one way."""
-        rng = self.rng
         kind = rng.randrange(3)
         if kind == 0:
             lonely = rng.choice(nodes)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class SimNode:
     durable: tuple[int, int, int] | None = None  # (term, vote, last index) promised at crash
     faults: list[str] = field(default_factory=list)  # storage faults injected since last start
     amnesia: list[str] = field(default_factory=list)  # durable state lost (only on faulty disks)
+    paused_until_ns: int = 0  # a frozen process (GC pause, SIGSTOP, a VM migrating) wakes then
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +217,7 @@ class Simulator:
         self.hooks = hooks or SimHooks()
         seed = config.seed
         self.rng_net = stream(seed, "network")
-        self.rng_nemesis = stream(seed, "nemesis")
+        self._nemesis_rngs: dict[str, random.Random] = {}  # one stream per nemesis action
         self.rng_disk = stream(seed, "disk")
         self.rng_clients = stream(seed, "clients")
         self.start_ns = first_expiry_ns() - config.expiry_in_ns
@@ -284,6 +286,7 @@ class Simulator:
             "disk_errors": 0,
             "disk_error_stops": 0,
             "clock_steps": 0,
+            "pauses": 0,
             "transfers": 0,
             "market_jumps": 0,
             "oracle_pauses": 0,
@@ -563,6 +566,9 @@ class Simulator:
         core = node.core
         if core is None or node.incarnation != incarnation:
             return
+        if node.paused_until_ns > self.now:  # frozen: the tick fires when it wakes
+            self._push(node.paused_until_ns, EV_TICK, node_id, incarnation)
+            return
         now = self._local(node)
         if not self._guard(node, core.tick, now):
             return
@@ -579,6 +585,9 @@ class Simulator:
         node = self.nodes[recipient]
         core = node.core
         if core is None or not self.network.can_deliver(sender, recipient):
+            return
+        if node.paused_until_ns > self.now:  # frozen: the message waits in its socket buffer
+            self._push(node.paused_until_ns, EV_DELIVER, recipient, sender, payload)
             return
         self._trace.update(payload)
         now = self._local(node)
@@ -719,10 +728,21 @@ class Simulator:
 
     # --- the nemesis ----------------------------------------------------------------------
 
+    def _chance(self, action: str, ppm: int) -> random.Random | None:
+        """Draw whether a nemesis action fires now; its stream if so.
+
+        Each action has its own stream, drawn once per nemesis tick, so adding an
+        action (or changing another's rate) does not reshuffle this one's choices.
+        """
+        rng = self._nemesis_rngs.get(action)
+        if rng is None:
+            rng = self._nemesis_rngs[action] = stream(self.config.seed, f"nemesis/{action}")
+        return rng if rng.randrange(PPM) < ppm else None
+
     def _on_nemesis(self) -> None:
         if self.phase != "safety":
             return
-        config, rng = self.config, self.rng_nemesis
+        config = self.config
         up = [i for i in self.voters if self.nodes[i].core is not None]
         down = [
             i
@@ -731,71 +751,81 @@ class Simulator:
             and self.nodes[i].refused is None
             and self.nodes[i].halted is None
         ]
-        if up and rng.randrange(PPM) < config.crash_ppm:
+        if (rng := self._chance("crash", config.crash_ppm)) and up:
             self._crash(rng.choice(up))
-        if down and rng.randrange(PPM) < config.restart_ppm:
+        if (rng := self._chance("restart", config.restart_ppm)) and down:
             self.stats["restarts"] += 1
             self._start(rng.choice(down))
-        if up and config.clock_step_ppm and rng.randrange(PPM) < config.clock_step_ppm:
+        if (rng := self._chance("clock_step", config.clock_step_ppm)) and up:
             node = self.nodes[rng.choice(up)]
             # a step re-sets the offset around the node's original one (steps do not accumulate)
             step_ns = rng.randrange(-CLOCK_STEP_NS_MAX, CLOCK_STEP_NS_MAX + 1)
             offset_ns = config.clock_offset_ns[node.node_id - 1] + step_ns
             node.clock = NodeClock(node.clock.origin_ns, offset_ns, node.clock.drift_ppm)
             self.stats["clock_steps"] += 1
-            self._note(
-                f"node {node.node_id}: clock steps to offset {node.clock.offset_ns / NS_PER_S:+.3f} s"
-            )
-        leader = self.leader()
-        if leader is not None and config.transfer_ppm and rng.randrange(PPM) < config.transfer_ppm:
-            target = rng.choice([i for i in self.voters if i != leader])
-            node = self.nodes[leader]
-            core = node.core
-            assert core is not None
-            if self._guard(node, core.raft.transfer_leadership, target) is True:
-                self.stats["transfers"] += 1
-                self._note(f"leader {leader} transfers leadership to {target}")
-                if node.core is core:
-                    self._drain(node, core, self._local(node))
-        if rng.randrange(PPM) < config.partition_ppm:
+            self._note(f"node {node.node_id}: clock steps to offset {offset_ns / NS_PER_S:+.3f} s")
+        if (rng := self._chance("pause", config.pause_ppm)) and up:
+            node = self.nodes[rng.choice(up)]
+            pause_ns = rng.randrange(100, 4000) * 1_000_000
+            node.paused_until_ns = max(node.paused_until_ns, self.now + pause_ns)
+            self.stats["pauses"] += 1
+            self._note(f"node {node.node_id} freezes for {pause_ns / NS_PER_S:.3f} s")
+        if rng := self._chance("transfer", config.transfer_ppm):
+            self._transfer(rng)
+        if rng := self._chance("partition", config.partition_ppm):
             self.stats["partitions"] += 1
-            self._note("partition: " + self.network.partition(list(self.voters)))
-        if self.network.blocked and rng.randrange(PPM) < config.heal_ppm:
+            self._note("partition: " + self.network.partition(list(self.voters), rng))
+        if (rng := self._chance("heal", config.heal_ppm)) and self.network.blocked:
             self.stats["heals"] += 1
             self.network.heal()
             self._note("heal")
         if (
-            self.oracle is not None
-            and config.oracle_pause_ppm
-            and rng.randrange(PPM) < config.oracle_pause_ppm
-        ):
+            rng := self._chance("oracle_pause", config.oracle_pause_ppm)
+        ) and self.oracle is not None:
             pause_ns = config.oracle_staleness_ns + rng.randrange(1, 5) * NS_PER_S
             self.oracle_paused_until_ns = self.now + pause_ns
             self.stats["oracle_pauses"] += 1
             self._note(f"oracle sources go quiet for {pause_ns / NS_PER_S:.1f} s")
-        if up and config.disk_error_ppm and rng.randrange(PPM) < config.disk_error_ppm:
+        if (rng := self._chance("disk_error", config.disk_error_ppm)) and up:
             node = self.nodes[rng.choice(up)]
             operation = rng.choice(("write", "sync", "sync_dir"))
             node.disk.inject_error(operation)
             self.stats["disk_errors"] += 1
             self._note(f"node {node.node_id}: the next {operation} fails with EIO")
         for node_id in config.faulty_disks:
-            node = self.nodes[node_id]
-            if node.core is None:
-                continue
-            if config.lost_fsync_ppm and rng.randrange(PPM) < config.lost_fsync_ppm:
-                node.disk.syncs_to_lose += rng.randrange(
-                    5, 200
-                )  # a write cache that lies for a while
-                self.stats["lost_fsyncs"] += 1
-                self._note(f"node {node_id}: the disk will lie about its next fsyncs")
-            if config.bit_flip_ppm and rng.randrange(PPM) < config.bit_flip_ppm:
-                where = node.disk.flip_bit_in_wal(f"/n{node_id}/raft/wal", self.rng_disk)
-                if where is not None:
-                    node.faults.append(f"bit flip {where}")
-                    self.stats["bit_flips"] += 1
-                    self._note(f"node {node_id}: bit flip at {where}")
+            self._disk_faults(self.nodes[node_id])
         self._push(self.now + config.nemesis_interval_ns, EV_NEMESIS)
+
+    def _transfer(self, rng: random.Random) -> None:
+        leader = self.leader()
+        if leader is None or self.nodes[leader].paused_until_ns > self.now:
+            return  # no leader, or a frozen one (it does nothing, transfers included)
+        target = rng.choice([i for i in self.voters if i != leader])
+        node = self.nodes[leader]
+        core = node.core
+        assert core is not None
+        if self._guard(node, core.raft.transfer_leadership, target) is True:
+            self.stats["transfers"] += 1
+            self._note(f"leader {leader} transfers leadership to {target}")
+            if node.core is core:
+                self._drain(node, core, self._local(node))
+
+    def _disk_faults(self, node: SimNode) -> None:
+        config, node_id = self.config, node.node_id
+        lie = self._chance(f"lost_fsync/{node_id}", config.lost_fsync_ppm)
+        rot = self._chance(f"bit_flip/{node_id}", config.bit_flip_ppm)
+        if node.core is None:
+            return
+        if lie:
+            node.disk.syncs_to_lose += lie.randrange(5, 200)  # a write cache that lies for a while
+            self.stats["lost_fsyncs"] += 1
+            self._note(f"node {node_id}: the disk will lie about its next fsyncs")
+        if rot:
+            where = node.disk.flip_bit_in_wal(f"/n{node_id}/raft/wal", rot)
+            if where is not None:
+                node.faults.append(f"bit flip {where}")
+                self.stats["bit_flips"] += 1
+                self._note(f"node {node_id}: bit flip at {where}")
 
     def _on_liveness(self) -> None:
         self.phase = "liveness"
@@ -804,6 +834,8 @@ class Simulator:
         self.network.faults_on = False
         for node in self.nodes.values():
             node.disk.syncs_to_lose = 0
+            node.disk.disarm_errors()
+            node.paused_until_ns = min(node.paused_until_ns, self.now)
         for node_id in self.voters:
             node = self.nodes[node_id]
             if node.core is None and node.refused is None and node.halted is None:
@@ -880,6 +912,9 @@ class Simulator:
             return
         node = self.nodes[node_id]
         core = node.core
+        if core is not None and node.paused_until_ns > self.now:
+            self._push(node.paused_until_ns, EV_CLIENT_ARRIVE, client_id, node_id, token)
+            return
         if core is None:
             # connection refused: the client learns at once and tries another node
             op.token = self._next_token()
