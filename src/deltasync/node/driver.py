@@ -691,8 +691,3 @@ class NodeCore:
 
 def _value_digest(value: bytes | None) -> str | None:
     return None if value is None else hashlib.sha256(value).hexdigest()
-
-
-def state_digest(core: NodeCore) -> str:
-    """Short digest of (height, root) for logs."""
-    return hashlib.sha256(core.tip.state_root).hexdigest()[:12] + f"@{core.tip.height}"
