@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -14,31 +12,11 @@ from deltasync.cli import cluster as cluster_cli
 from deltasync.node.gateway import GatewayClient, GatewayError
 
 
-def free_base_port() -> int:
-    """A base port whose +1..+5, +101..+105 and +201..+205 neighbours are free right now,
-    all below the kernel's ephemeral range (32768+): a node dialing a peer that is not
-    listening yet could otherwise connect to itself and take the peer's port."""
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(10_000, 32_000 - 300)
-        ok = True
-        for offset in (1, 2, 3, 4, 5, 101, 102, 103, 104, 105, 201, 202, 203, 204, 205):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", base + offset))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
-
-
 class LocalCluster:
     def __init__(self, data_dir: Path, nodes: int = 3) -> None:
         self.data_dir = data_dir
         self.nodes = nodes
-        self.base_port = free_base_port()
+        self.base_port = cluster_cli.free_base_port(5)
         self.info: dict[str, Any] = {}
 
     def up(self, timeout_s: float = 30.0, proxy: bool = False) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from deltasync.api import venue as v
 from deltasync.api.marks import Marks, compute_marks
-from deltasync.api.readmodel import ReadModel
+from deltasync.api.readmodel import _SIDE, _TIF, _TYPE, ReadModel
 from deltasync.core import limits
 from deltasync.core.codec import decode
 from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE
@@ -32,14 +32,6 @@ from deltasync.exchange.views import OrderView as XOrderView
 BLOCK_SUBSCRIBER_QUEUE_MAX = 10_000
 DAY_MS = 86_400_000
 
-_SIDE = {xc.Side.BUY: v.Direction.BUY, xc.Side.SELL: v.Direction.SELL}
-_TYPE = {xc.OrderType.LIMIT: v.OrderType.LIMIT, xc.OrderType.MARKET: v.OrderType.MARKET}
-_TIF = {
-    xc.TimeInForce.GOOD_TIL_CANCELLED: v.TimeInForce.GOOD_TIL_CANCELLED,
-    xc.TimeInForce.GOOD_TIL_TIME: v.TimeInForce.GOOD_TIL_DAY,
-    xc.TimeInForce.IMMEDIATE_OR_CANCEL: v.TimeInForce.IMMEDIATE_OR_CANCEL,
-    xc.TimeInForce.FILL_OR_KILL: v.TimeInForce.FILL_OR_KILL,
-}
 _STATE = {
     XOrderState.OPEN: v.OrderState.OPEN,
     XOrderState.FILLED: v.OrderState.FILLED,

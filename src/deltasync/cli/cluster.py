@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import secrets
 import signal
 import subprocess
@@ -56,6 +57,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     restart.add_argument("node", type=int)
     down = sub.add_parser("down", help="stop every node")
     down.add_argument("--data-dir", type=Path, required=True)
+
+
+def free_base_port(nodes: int, rng: random.Random | None = None) -> int:
+    """A base port whose raft (+i), API (+100+i) and gateway (+200+i) ports are free now.
+
+    Chosen below the kernel's ephemeral range (32768+): while a node is down its peers
+    keep dialing it, and a dial to an unused ephemeral port can connect the socket to
+    itself (TCP simultaneous open) and hold the very port the restarted node needs."""
+    import socket
+
+    offsets = [k + i for k in (0, 100, 200) for i in range(1, nodes + 1)]
+    rng = rng or random.SystemRandom()
+    for _ in range(500):
+        base = rng.randrange(10_000, 32_000 - 300)
+        ok = True
+        for offset in offsets:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", base + offset))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range on 127.0.0.1")
 
 
 def node_dir(data_dir: Path, node_id: int) -> Path:

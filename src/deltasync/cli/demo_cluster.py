@@ -35,10 +35,8 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -113,26 +111,9 @@ class Plan:
 
 
 def free_base_port(nodes: int) -> int:
-    """A base port whose raft (+i), API (+100+i) and gateway (+200+i) ports are free now.
+    from deltasync.cli.cluster import free_base_port as pick
 
-    Chosen below the kernel's ephemeral range (32768+): while a node is down its peers
-    keep dialing it, and a dial to an unused ephemeral port can connect the socket to
-    itself and hold the very port the restarted node must listen on."""
-    offsets = [k + i for k in (0, 100, 200) for i in range(1, nodes + 1)]
-    rng = random.SystemRandom()
-    for _ in range(300):
-        base = rng.randrange(10_000, 32_000 - 300)
-        ok = True
-        for offset in offsets:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", base + offset))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range on 127.0.0.1")
+    return pick(nodes)
 
 
 def instrument_names() -> dict[str, list[str]]:
