@@ -183,6 +183,64 @@ def test_crowded_bucket_incremental(first: list[bytes], second: list[bytes]) -> 
     assert m.root() == root_of(model.items())
 
 
+CROWDED_6 = _keys_sharing_a_bucket(6)
+crowded_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(CROWDED_6), values),
+        st.tuples(st.just("delete"), st.sampled_from(CROWDED_6), st.just(b"")),
+        st.tuples(st.just("root"), st.just(b""), st.just(b"")),
+    ),
+    max_size=60,
+)
+
+
+@given(crowded_ops)
+def test_crowded_bucket_mixed_script(script: list[tuple[str, bytes, bytes]]) -> None:
+    """Keys entering, leaving and re-entering one bucket in any order, with roots between."""
+    m = MerkleMap()
+    model: dict[bytes, bytes] = {}
+    changed: set[bytes] = set()
+    for op, key, value in script:
+        match op:
+            case "set":
+                m.set(key, value)
+                model[key] = value
+                changed.add(key)
+            case "delete":
+                if key in model:
+                    changed.add(key)
+                m.delete(key)
+                model.pop(key, None)
+            case "root":
+                assert m.pending_keys == len(changed)
+                assert m.root() == root_of(model.items())
+                if changed:  # a root() with nothing pending keeps the previous report
+                    assert m.last_changed_keys() == sorted(changed)
+                changed = set()
+    assert m.root() == root_of(model.items())
+    index = slot(CROWDED_6[0])
+    entries = m.bucket_entries(index)
+    assert [key for key, _ in entries] == sorted(model)
+    for key in CROWDED_6:
+        proof = m.prove(key)
+        assert proof.value == model.get(key)
+        assert verify_proof(m.root(), proof)
+    assert m.copy().root() == m.root()
+
+
+def test_delete_then_set_again_before_the_root() -> None:
+    m = MerkleMap([(b"a", b"1"), (b"b", b"2")])
+    m.root()
+    m.delete(b"a")
+    m.set(b"a", b"3")
+    m.set(b"c", b"4")
+    m.delete(b"c")  # entered and left between two roots: no trace in the tree
+    m.delete(b"zz")  # absent: not a change
+    assert m.root() == root_of([(b"a", b"3"), (b"b", b"2")])
+    assert m.last_changed_keys() == [b"a", b"c"]
+    assert verify_proof(m.root(), m.prove(b"c")) and not m.prove(b"c").included
+
+
 def test_same_root_under_different_hash_seeds() -> None:
     program = (
         "from deltasync.commitment.merkle import MerkleMap\n"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -91,6 +92,18 @@ def _empty_hashes() -> list[bytes]:
 
 
 _INDEXES = tuple(range(BUCKETS))  # shared int objects for the slot cache
+# slice of the children of inner node i (i < BUCKETS // FANOUT), in its child level
+_CHILD_SLICES = tuple(
+    slice(i << FANOUT_BITS, (i + 1) << FANOUT_BITS) for i in range(BUCKETS // FANOUT)
+)
+_FANOUT_BITS_INT: int = FANOUT_BITS  # ``_FANOUT_BITS_INT.__rrshift__(i) == i >> FANOUT_BITS``
+_digest = type(_sha256()).digest
+
+
+def _consume(iterator: Iterator[object]) -> None:
+    """Run ``iterator`` to its end at C speed (the itertools "consume" recipe)."""
+    deque(iterator, maxlen=0)
+
 
 EMPTY_HASHES: tuple[bytes, ...] = tuple(_empty_hashes())
 EMPTY_ROOT: bytes = EMPTY_HASHES[0]
@@ -204,16 +217,29 @@ def verify_proof(root: bytes, proof: Proof) -> bool:
 class MerkleMap:
     """An authenticated map bytes -> bytes with an incrementally maintained root."""
 
-    __slots__ = ("_values", "_slots", "_buckets", "_dirty", "_levels", "_last_changed")
+    __slots__ = (
+        "_values",
+        "_pending",
+        "_deletions",
+        "_slots",
+        "_buckets",
+        "_levels",
+        "_last_changed",
+    )
 
     def __init__(self, items: Iterable[tuple[bytes, bytes]] = ()) -> None:
+        # the current contents (reads never wait for a flush)
         self._values: dict[bytes, bytes] = {}
-        # key -> bucket index, so a changed key is hashed for its slot only once
+        # changes since the last flush: key -> new value, None for a deletion
+        self._pending: dict[bytes, bytes | None] = {}
+        self._deletions = 0  # deletions recorded in _pending (some may have been set again)
+        # flushed keys -> bucket index, so a key is hashed for its slot only once
         self._slots: dict[bytes, int] = {}
-        # bucket index -> {key: entry bytes}, None when empty
+        # bucket index -> {key: entry bytes} in ascending key order (None: never used).
+        # Updating a key keeps its place, so a bucket's bytes are a join of its values
+        # with no sorting; only a key arriving out of order rebuilds its bucket.
         self._buckets: list[dict[bytes, bytes] | None] = [None] * BUCKETS
-        self._dirty: set[bytes] = set()
-        self._last_changed: set[bytes] = set()
+        self._last_changed: Iterable[bytes] = ()
         self._levels: list[list[bytes]] = [
             [EMPTY_HASHES[level]] * (FANOUT**level) for level in range(DEPTH + 1)
         ]
@@ -223,16 +249,15 @@ class MerkleMap:
     # --- the map ------------------------------------------------------------
 
     def set(self, key: bytes, value: bytes) -> None:
-        if type(key) is not bytes or type(value) is not bytes:
-            raise MerkleError(reason="key and value must be bytes", key=type(key).__name__)
-        if len(key) > merkle_key_bytes_max:
-            raise MerkleError(reason="key too long", size=len(key), max=merkle_key_bytes_max)
-        if len(value) > merkle_value_bytes_max:
-            raise MerkleError(reason="value too long", size=len(value), max=merkle_value_bytes_max)
+        if (
+            type(key) is not bytes
+            or type(value) is not bytes
+            or len(key) > merkle_key_bytes_max
+            or len(value) > merkle_value_bytes_max
+        ):
+            raise _invalid(key, value)
         self._values[key] = value
-        self._dirty.add(key)
-        if key not in self._slots:
-            self._slots[key] = _INDEXES[slot(key)]
+        self._pending[key] = value
 
     def update(self, items: Iterable[tuple[bytes, bytes]]) -> None:
         for key, value in items:
@@ -241,7 +266,8 @@ class MerkleMap:
     def delete(self, key: bytes) -> None:
         """Remove ``key``; deleting an absent key does nothing."""
         if self._values.pop(key, None) is not None:
-            self._dirty.add(key)
+            self._pending[key] = None
+            self._deletions += 1
 
     def get(self, key: bytes) -> bytes | None:
         return self._values.get(key)
@@ -274,7 +300,7 @@ class MerkleMap:
 
     def root(self) -> bytes:
         """The 32-byte root; rehashes only what changed since the last call."""
-        if self._dirty:
+        if self._pending:
             self._flush()
         return self._levels[0][0]
 
@@ -289,55 +315,95 @@ class MerkleMap:
     @property
     def pending_keys(self) -> int:
         """Keys changed since the last ``root()``."""
-        return len(self._dirty)
+        return len(self._pending)
 
     def _flush(self) -> None:
-        if not self._dirty:
+        """Rehash what changed: value digests, then touched buckets, then nodes up to the root.
+
+        Work per changed key and per touched node runs as chains of ``map`` over
+        C-level callables (dict and list access, bytes concatenation and joins,
+        SHA-256), so the interpreter loops only over keys that enter or leave the
+        map. Sets and dicts are iterated only to recompute positions whose hashes
+        depend on the contents alone, never to order bytes that get hashed.
+        """
+        pending = self._pending
+        if not pending:
             return
-        values = self._values
+        self._pending = {}
+        self._last_changed = pending.keys()
         slots = self._slots
         buckets = self._buckets
-        sha256 = _sha256
-        key_prefix = _KEY_PREFIX
         touched: set[int] = set()
-        for key in self._dirty:
-            index = slots[key]
-            touched.add(index)
-            value = values.get(key)
-            bucket = buckets[index]
-            if value is not None:
-                if bucket is None:
-                    bucket = buckets[index] = {}
-                bucket[key] = key_prefix[len(key)] + key + sha256(_TAG_VALUE + value).digest()
-            else:
-                del slots[key]
+
+        # Keys that left the map (deleted, or set then deleted since the last flush).
+        live: Iterable[bytes] = pending.keys()
+        live_values: Iterable[bytes | None] = pending.values()
+        if self._deletions:
+            self._deletions = 0
+            gone = [key for key, value in pending.items() if value is None]
+            for key in gone:
+                index = slots.pop(key, None)
+                bucket = None if index is None else buckets[index]
                 if bucket is not None:
-                    bucket.pop(key, None)
-        self._last_changed = self._dirty
-        self._dirty = set()
+                    del bucket[key]
+                    touched.add(index)  # type: ignore[arg-type]  # not None with bucket
+            if gone:
+                live = [key for key, value in pending.items() if value is not None]
+                live_values = map(pending.__getitem__, live)
 
-        level_hashes = self._levels[DEPTH]
-        for index in touched:
-            bucket = buckets[index]
-            if not bucket:
-                buckets[index] = None
-                level_hashes[index] = _EMPTY_BUCKET
-            elif len(bucket) == 1:
-                level_hashes[index] = sha256(_TAG_BUCKET + b"".join(bucket.values())).digest()
-            else:
-                level_hashes[index] = sha256(
-                    _TAG_BUCKET + b"".join([bucket[k] for k in sorted(bucket)])
-                ).digest()
+        # Keys that entered the map take their place in their bucket's key order.
+        found = list(map(slots.get, live))
+        indexes: list[int] = (
+            [
+                self._place(key) if index is None else index
+                for key, index in zip(live, found, strict=True)
+            ]
+            if None in found
+            else found  # type: ignore[assignment]  # no None in it
+        )
 
+        # entry = u16be(len(key)) || key || H(0x00 || value), written in place
+        framed = map(bytes.__add__, map(_KEY_PREFIX.__getitem__, map(len, live)), live)
+        hashes = map(_sha256, map(_TAG_VALUE.__add__, live_values))  # type: ignore[arg-type]
+        _consume(
+            map(
+                dict.__setitem__,  # type: ignore[arg-type]  # live keys have a bucket
+                map(buckets.__getitem__, indexes),
+                live,
+                map(bytes.__add__, framed, map(_digest, hashes)),
+            )
+        )
+        touched.update(indexes)
+
+        # bucket = H(0x01 || its entries in key order); no entries hash as H(0x01)
+        indexes = list(touched)
+        joined = map(b"".join, map(dict.values, map(buckets.__getitem__, indexes)))  # type: ignore[arg-type]
+        hashes = map(_sha256, map(_TAG_BUCKET.__add__, joined))
+        _consume(map(self._levels[DEPTH].__setitem__, indexes, map(_digest, hashes)))
+
+        # node = H(0x02 || its 16 children), from the buckets' parents up to the root
         for level in range(DEPTH - 1, -1, -1):
             children = self._levels[level + 1]
-            parents = self._levels[level]
-            touched = {index >> FANOUT_BITS for index in touched}
-            for index in touched:
-                first = index << FANOUT_BITS
-                parents[index] = sha256(
-                    _TAG_NODE + b"".join(children[first : first + FANOUT])
-                ).digest()
+            indexes = list(set(map(_FANOUT_BITS_INT.__rrshift__, indexes)))
+            joined = map(
+                b"".join, map(children.__getitem__, map(_CHILD_SLICES.__getitem__, indexes))
+            )
+            hashes = map(_sha256, map(_TAG_NODE.__add__, joined))
+            _consume(map(self._levels[level].__setitem__, indexes, map(_digest, hashes)))
+
+    def _place(self, key: bytes) -> int:
+        """Give a key entering the map its bucket (at its place in key order) and slot."""
+        digest = _sha256(_TAG_SLOT + key).digest()
+        index = self._slots[key] = _INDEXES[(digest[0] << 8) | digest[1]]
+        bucket = self._buckets[index]
+        if not bucket:  # never used, or emptied by deletions
+            self._buckets[index] = {key: b""}  # the entry is written by the caller
+        elif key > next(reversed(bucket)):
+            bucket[key] = b""
+        else:
+            bucket[key] = b""
+            self._buckets[index] = dict(sorted(bucket.items()))
+        return index
 
     def prove(self, key: bytes) -> Proof:
         """An inclusion proof if ``key`` is present, else a non-inclusion proof."""
@@ -345,7 +411,7 @@ class MerkleMap:
         index = slot(key)
         bucket = self._buckets[index] or {}
         neighbours = tuple(
-            (other, bucket[other][-DIGEST_BYTES:]) for other in sorted(bucket) if other != key
+            (other, entry[-DIGEST_BYTES:]) for other, entry in bucket.items() if other != key
         )
         siblings: list[bytes] = []
         position = index
@@ -377,7 +443,15 @@ class MerkleMap:
         """(key, value digest) of bucket ``index``, sorted by key."""
         self._flush()
         bucket = self._buckets[index] or {}
-        return [(key, bucket[key][-DIGEST_BYTES:]) for key in sorted(bucket)]
+        return [(key, entry[-DIGEST_BYTES:]) for key, entry in bucket.items()]
+
+
+def _invalid(key: object, value: object) -> MerkleError:
+    if type(key) is not bytes or type(value) is not bytes:
+        return MerkleError(reason="key and value must be bytes", key=type(key).__name__)
+    if len(key) > merkle_key_bytes_max:
+        return MerkleError(reason="key too long", size=len(key), max=merkle_key_bytes_max)
+    return MerkleError(reason="value too long", size=len(value), max=merkle_value_bytes_max)
 
 
 def diff_keys(a: MerkleMap, b: MerkleMap, limit: int = 16) -> list[bytes]:
