@@ -64,6 +64,7 @@ every transfer is between two accounts (fees to the genesis fee account), so
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import json
 from collections import OrderedDict, deque
@@ -187,6 +188,85 @@ _GTC = TimeInForce.GOOD_TIL_CANCELLED
 _GTT = TimeInForce.GOOD_TIL_TIME
 _FOK = TimeInForce.FILL_OR_KILL
 _CANCEL_KINDS = (CancelOrder, CancelByLabel, CancelAll)
+
+
+# The hot events (every order, fill and cancel), built without the frozen dataclass
+# ``__init__``, whose one ``object.__setattr__`` call per field costs about as much
+# as the rest of an order's bookkeeping. Only valid for a plain dataclass: fields
+# stored in slots, no ``__post_init__`` or other checks; asserted here.
+def _slot_setters(cls: type, count: int) -> tuple[Any, ...]:
+    names = tuple(field.name for field in dataclasses.fields(cls))
+    assert len(names) == count and names == tuple(cls.__dict__["__slots__"]), cls
+    assert not hasattr(cls, "__post_init__") and cls.__new__ is object.__new__, cls
+    return tuple(getattr(cls, name).__set__ for name in names)
+
+
+def _order_accepted(
+    order_id: int, account: int, instrument: str, side: Side, order_type: OrderType,
+    price: Price, amount: Quantity, time_in_force: TimeInForce, label: str,
+    _setters: tuple[Any, ...] = _slot_setters(OrderAccepted, 9), _new: Any = object.__new__,
+) -> OrderAccepted:
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = _setters
+    event: OrderAccepted = _new(OrderAccepted)
+    s0(event, order_id)
+    s1(event, account)
+    s2(event, instrument)
+    s3(event, side)
+    s4(event, order_type)
+    s5(event, price)
+    s6(event, amount)
+    s7(event, time_in_force)
+    s8(event, label)
+    return event
+
+
+def _order_cancelled(
+    order_id: int, account: int, instrument: str, remaining: Quantity, reason: CancelReason,
+    _setters: tuple[Any, ...] = _slot_setters(OrderCancelled, 5), _new: Any = object.__new__,
+) -> OrderCancelled:
+    s0, s1, s2, s3, s4 = _setters
+    event: OrderCancelled = _new(OrderCancelled)
+    s0(event, order_id)
+    s1(event, account)
+    s2(event, instrument)
+    s3(event, remaining)
+    s4(event, reason)
+    return event
+
+
+def _trade(
+    trade_id: int, instrument: str, price: Price, amount: Quantity, taker_side: Side,
+    taker_order_id: int, maker_order_id: int, taker_account: int, maker_account: int,
+    taker_fee: Amount, maker_fee: Amount,
+    _setters: tuple[Any, ...] = _slot_setters(Trade, 11), _new: Any = object.__new__,
+) -> Trade:
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10 = _setters
+    event: Trade = _new(Trade)
+    s0(event, trade_id)
+    s1(event, instrument)
+    s2(event, price)
+    s3(event, amount)
+    s4(event, taker_side)
+    s5(event, taker_order_id)
+    s6(event, maker_order_id)
+    s7(event, taker_account)
+    s8(event, maker_account)
+    s9(event, taker_fee)
+    s10(event, maker_fee)
+    return event
+
+
+assert _order_accepted(
+    1, 2, "x", Side.BUY, OrderType.LIMIT, Price(3), Quantity(4), TimeInForce.GOOD_TIL_CANCELLED, "l"
+) == OrderAccepted(
+    1, 2, "x", Side.BUY, OrderType.LIMIT, Price(3), Quantity(4), TimeInForce.GOOD_TIL_CANCELLED, "l"
+)
+assert _order_cancelled(1, 2, "x", Quantity(3), CancelReason.USER) == OrderCancelled(
+    1, 2, "x", Quantity(3), CancelReason.USER
+)
+assert _trade(1, "x", Price(2), Quantity(3), Side.SELL, 4, 5, 6, 7, Amount(8), Amount(9)) == Trade(
+    1, "x", Price(2), Quantity(3), Side.SELL, 4, 5, 6, 7, Amount(8), Amount(9)
+)
 
 
 class StateError(LocalError):
@@ -612,8 +692,8 @@ class ExchangeState:
         order_id = log_id(ctx.height, ctx.position)
         price = command.price if command.price is not None else _price(limit)
         events: list[Any] = [
-            OrderAccepted(order_id, command.account, command.instrument, command.side,
-                          command.order_type, price, command.amount, tif, command.label)
+            _order_accepted(order_id, command.account, command.instrument, command.side,
+                            command.order_type, price, command.amount, tif, command.label)
         ]
         if tif is _FOK and book.fillable(
             side, limit, amount, command.account, LEVELS_PER_COMMAND_MAX, FILLS_PER_COMMAND_MAX
@@ -640,8 +720,8 @@ class ExchangeState:
                 CancelReason.UNFILLED if tif is not _GTC and tif is not _GTT
                 else CancelReason.FILL_LIMIT
             )
-            events.append(OrderCancelled(order_id, command.account, command.instrument,
-                                         _quantity(left), reason_left))
+            events.append(_order_cancelled(order_id, command.account, command.instrument,
+                                           _quantity(left), reason_left))
         return events
 
     def _order_checks(
@@ -728,8 +808,8 @@ class ExchangeState:
             name = instrument.name
             for maker in self_cancelled:
                 self._release(maker, OrderState.CANCELLED)
-                events.append(OrderCancelled(maker.order_id, maker.account, name,
-                                             _quantity(maker.remaining), CancelReason.SELF_TRADE))
+                events.append(_order_cancelled(maker.order_id, maker.account, name,
+                                               _quantity(maker.remaining), CancelReason.SELF_TRADE))
         if fills:
             self._settle(instrument, order_id, account, side, fills, ctx, 1, events)
         return left
@@ -814,7 +894,7 @@ class ExchangeState:
             dirty_orders[order_id] = None
             dirty_accounts[maker_id] = None
             dirty_positions[(maker_id, iid)] = None
-            trade = Trade(
+            trade = _trade(
                 trade_id_base + sub, name, _price(price), _quantity(quantity),
                 taker_side, taker_order_id, order_id, taker_id, maker_id,  # type: ignore[arg-type]
                 _amount(taker_fee), _amount(maker_fee),
@@ -990,8 +1070,8 @@ class ExchangeState:
         """Cancel an open order (also for extensions: liquidation, settlement)."""
         order = self.orders[order_id]
         self._remove_resting(order, OrderState.CANCELLED)
-        return OrderCancelled(order_id, order.account, self.instruments[order.instrument_id].name,
-                              _quantity(order.remaining), reason)
+        return _order_cancelled(order_id, order.account, self.instruments[order.instrument_id].name,
+                                _quantity(order.remaining), reason)
 
     def _cancel_one(self, command: CancelOrder) -> list[Any]:
         order = self.orders.get(command.order_id)
