@@ -35,7 +35,7 @@ from deltasync.api.readmodel import ReadModel
 from deltasync.api.state_reads import StateReads
 from deltasync.core import limits
 from deltasync.core.errors import DeltasyncError
-from deltasync.core.fixed import Amount, Price
+from deltasync.core.fixed import Price
 from deltasync.exchange import commands as xc
 from deltasync.exchange.assembly import demo_reports, new_exchange
 from deltasync.exchange.genesis import GenesisConfig, default_genesis
@@ -239,17 +239,10 @@ class LocalVenue(StateReads):
     async def create_account(self, deposit_raw: int) -> int:
         account_id = self._next_account
         self._next_account += 1
-        if deposit_raw > 0:
-            result = await self.deposit(account_id, deposit_raw)
-            if result.rejection is not None:
-                raise ApiError(errors.OTHER_REJECT, {"reason": result.rejection.reason})
-        return account_id
+        return await self._fund(account_id, deposit_raw)
 
     async def deposit(self, account_id: int, amount_raw: int) -> v.CommandResult:
-        try:
-            command = xc.Deposit(account_id, Amount(amount_raw))
-        except DeltasyncError as exc:
-            raise ApiError(errors.INVALID_PARAMS, {"reason": str(exc)}) from None
+        command = self.deposit_command(account_id, amount_raw)
         return await self._enqueue(account_id, None, command, None)
 
     # --- reads (all local: one process is always linearizable) --------------------------

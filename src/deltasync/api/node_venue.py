@@ -43,8 +43,6 @@ from deltasync.api.server import ApiServer
 from deltasync.api.state_reads import StateReads
 from deltasync.core import limits
 from deltasync.core.errors import CodecError, DeltasyncError
-from deltasync.core.fixed import Amount
-from deltasync.exchange import commands as xc
 from deltasync.exchange.state import ExchangeState
 
 if TYPE_CHECKING:
@@ -187,17 +185,10 @@ class NodeVenue(StateReads):
         if account_id >= base + ACCOUNTS_PER_NODE - 1:
             raise ApiError(errors.FORBIDDEN, {"reason": "this node has no account ids left"})
         self._allocated.add(account_id)
-        if deposit_raw > 0:
-            result = await self.deposit(account_id, deposit_raw)
-            if result.rejection is not None:
-                raise ApiError(errors.OTHER_REJECT, {"reason": result.rejection.reason})
-        return account_id
+        return await self._fund(account_id, deposit_raw)
 
     async def deposit(self, account_id: int, amount_raw: int) -> v.CommandResult:
-        try:
-            command = xc.Deposit(account_id, Amount(amount_raw))
-        except DeltasyncError as exc:
-            raise ApiError(errors.INVALID_PARAMS, {"reason": str(exc)}) from None
+        command = self.deposit_command(account_id, amount_raw)
         return await self._submit(account_id, command, None)
 
     # --- reads ---------------------------------------------------------------------------

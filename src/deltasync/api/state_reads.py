@@ -16,12 +16,15 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
+from deltasync.api import errors
 from deltasync.api import venue as v
+from deltasync.api.errors import ApiError
 from deltasync.api.marks import Marks, compute_marks
 from deltasync.api.readmodel import _SIDE, _TIF, _TYPE, ReadModel
 from deltasync.core import limits
 from deltasync.core.codec import decode
-from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE
+from deltasync.core.errors import DeltasyncError
+from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE, Amount
 from deltasync.exchange import commands as xc
 from deltasync.exchange.book import BUY, SELL
 from deltasync.exchange.instruments import PPM, Instrument
@@ -94,6 +97,26 @@ class StateReads:
 
     async def _barrier(self, linearizable: bool) -> None:
         """Return once local state reflects every write committed before the call."""
+
+    # --- account funding, shared by both venues ----------------------------------------
+
+    async def deposit(self, account_id: int, amount_raw: int) -> v.CommandResult:
+        raise NotImplementedError
+
+    @staticmethod
+    def deposit_command(account_id: int, amount_raw: int) -> xc.Deposit:
+        try:
+            return xc.Deposit(account_id, Amount(amount_raw))
+        except DeltasyncError as exc:
+            raise ApiError(errors.INVALID_PARAMS, {"reason": str(exc)}) from None
+
+    async def _fund(self, account_id: int, deposit_raw: int) -> int:
+        """Credit a freshly allocated account (if asked to); returns its id."""
+        if deposit_raw > 0:
+            result = await self.deposit(account_id, deposit_raw)
+            if result.rejection is not None:
+                raise ApiError(errors.OTHER_REJECT, {"reason": result.rejection.reason})
+        return account_id
 
     def fold_block(
         self,
