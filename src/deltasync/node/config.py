@@ -113,32 +113,3 @@ class NodeConfig:
         text = path.read_text()
         raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         return NodeConfig.from_dict(raw)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "node_id": self.node_id,
-            "data_dir": str(self.data_dir),
-            "raft_address": f"{self.raft_address[0]}:{self.raft_address[1]}",
-            "peers": {str(k): f"{h}:{p}" for k, (h, p) in sorted(self.peers.items())},
-            "api_peers": {str(k): v for k, v in sorted(self.api_peers.items())},
-            "cluster_secret_hex": self.cluster_secret.hex(),
-            "demo_mode": self.demo_mode,
-            "demo_oracle": self.demo_oracle,
-            "tick_ms": self.tick_ms,
-            "election_ticks": self.election_ticks,
-            "heartbeat_ticks": self.heartbeat_ticks,
-            "block_wait_ms": self.block_wait_ms,
-            "block_commands_max": self.block_commands_max,
-            "snapshot_every_blocks": self.snapshot_every_blocks,
-            "seed": self.seed,
-            "block_time_rate": self.block_time_rate,
-            "block_anchor_ns": self.block_anchor_ns,
-            "wall_anchor_ns": self.wall_anchor_ns,
-        }
-        if self.api_address:
-            out["api_address"] = f"{self.api_address[0]}:{self.api_address[1]}"
-        if self.gateway_address:
-            out["gateway_address"] = f"{self.gateway_address[0]}:{self.gateway_address[1]}"
-        if self.genesis is not None:
-            out["genesis"] = self.genesis
-        return out

@@ -65,10 +65,6 @@ forward_batch_max = 1024
 unforwarded_max = 50_000
 
 
-class NodeHalted(LocalError):
-    """The node found its state diverging from the cluster's (fields: report)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Answer:
     """What one client command did: the events of its block, or why it has none."""

@@ -10,7 +10,9 @@ send" holds by construction.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 import random
 import secrets
 import signal
@@ -338,7 +340,7 @@ class NodeServer:
                 height=core["height"],
                 state_root=core["state_root"],
                 api=self.config.api_peers.get(self.config.node_id),
-                pid=_pid(),
+                pid=os.getpid(),
                 updated_ns=time.time_ns(),
                 halted=core["halted"],
             ),
@@ -355,12 +357,4 @@ class NodeServer:
 
 def _cluster_name(config: NodeConfig) -> str:
     """A stable name for the cluster this data dir belongs to (not the secret itself)."""
-    import hashlib
-
     return "cluster-" + hashlib.sha256(b"deltasync-cluster-id" + config.cluster_secret).hexdigest()[:16]
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,3 @@ def read_pid(data_dir: Path) -> int | None:
         return int((data_dir / PID_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def now_ns() -> int:
-    return time.time_ns()
