@@ -137,7 +137,9 @@ def test_signed_tokens_work_on_every_node_of_a_cluster() -> None:
     assert node_b.bearer(grant["access_token"]).account_id == 2_000_001  # failover keeps it
     body, _, mac = grant["access_token"].rpartition("~")
     forged = body.replace("2000001", "2000002") + "~" + mac
-    for bad in (forged, grant["access_token"][:-1] + "0", grant["refresh_token"], "x~y"):
+    token = grant["access_token"]
+    tampered = token[:-1] + ("1" if token[-1] == "0" else "0")  # always a different MAC
+    for bad in (forged, tampered, grant["refresh_token"], "x~y"):
         with pytest.raises(ApiError):
             node_b.bearer(bad)
     again = node_b.grant({"grant_type": "refresh_token", "refresh_token": grant["refresh_token"]})
