@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -21,11 +22,22 @@ CALL = "BTC_USDC-25DEC26-100000-C"
 CALL_HIGH = "BTC_USDC-25DEC26-110000-C"
 PUT = "BTC_USDC-25DEC26-90000-P"
 
+# The venue's block clock starts at a fixed day on which the default genesis lists all of its
+# expiries, and moves at the rate of the monotonic clock: the tests never depend on today's date.
+VENUE_EPOCH_NS = 1_795_176_000_000_000_000  # 2026-11-20 12:00 UTC
+_MONOTONIC_START_NS = time.monotonic_ns()
+
+
+def venue_now_ns() -> int:
+    """The venue's block-clock reading now (signed oracle reports use it)."""
+    return VENUE_EPOCH_NS + time.monotonic_ns() - _MONOTONIC_START_NS
+
 
 @asynccontextmanager
 async def running(venue_options: dict[str, Any] | None = None,
                   **server_options: Any) -> AsyncIterator[ApiServer]:
-    options: dict[str, Any] = {"demo_mode": True, "block_interval_s": 0.001}
+    options: dict[str, Any] = {"demo_mode": True, "block_interval_s": 0.001,
+                               "clock_ns": venue_now_ns}
     options.update(venue_options or {})
     venue = LocalVenue(**options)
     await venue.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from decimal import Decimal
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from deltasync.api.subscriptions import Session
 from deltasync.client import ApiError, BookGap, BookTracker, Client, Subscription
 
-from .harness import CALL, CALL_HIGH, new_client, raw_get, running
+from .harness import CALL, CALL_HIGH, new_client, raw_get, running, venue_now_ns
 
 
 async def _drain(sub: Subscription, quiet_s: float = 0.3) -> list[Any]:
@@ -245,7 +244,7 @@ def test_index_channel_and_relayed_oracle_reports() -> None:
             assert await client.get_index_price("btc_usdc") == Decimal(101000)
 
             # A source's signed report relayed through the API (the machine checks it).
-            now_ns = time.time_ns()
+            now_ns = venue_now_ns()
             report = sign_report(DEMO_ORACLE_SEEDS["demo-a"], "demo-a", "ETH",
                                  Price.parse("3600"), now_ns)
             params = {"source_id": "demo-a", "underlying": "ETH", "price": Decimal(3600),
