@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from deltasync.consensus import NO_NODE, Entry, EntryType, HardState
 from deltasync.exchange.assembly import new_exchange, restore_exchange
 from deltasync.sim.config import SimConfig
 from deltasync.sim.simulator import Simulator
 from deltasync.storage.fs import MemoryFileSystem
-from deltasync.storage.raft_log import HardState, LogEntry, RaftStorage
+from deltasync.storage.raft_log import RaftStorage
 
 from .test_fault_seeds import FAST, run_case
 
@@ -22,12 +23,12 @@ def test_raft_log_reopens_after_a_snapshot_replaced_the_log() -> None:
     """
     fs = MemoryFileSystem()
     storage, _ = RaftStorage.open("/d/raft", fs)
-    storage.save(HardState(1, 1, 0), [LogEntry(i, 1, 0, b"x") for i in range(1, 11)])
+    storage.save(HardState(1, 1, 0), [Entry(i, 1, EntryType.NORMAL, b"x") for i in range(1, 11)])
     storage.save(HardState(1, 1, 10), [])
     storage.compact(10)
-    storage.save(None, [LogEntry(i, 1, 0, b"y") for i in range(11, 16)])
+    storage.save(None, [Entry(i, 1, EntryType.NORMAL, b"y") for i in range(11, 16)])
     storage.install_snapshot(20, 2)
-    storage.save(HardState(2, None, 20), [LogEntry(i, 2, 0, b"z") for i in range(21, 24)])
+    storage.save(HardState(2, NO_NODE, 20), [Entry(i, 2, EntryType.NORMAL, b"z") for i in range(21, 24)])
     fs.crash()
     _, recovered = RaftStorage.open("/d/raft", fs)
     assert recovered.snapshot_index == 20

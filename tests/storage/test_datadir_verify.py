@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from deltasync.cli.main import main
+from deltasync.consensus import Entry, EntryType, HardState
 from deltasync.core.errors import ConfigError
 from deltasync.storage.datadir import DataDir
 from deltasync.storage.errors import StorageUsageError
-from deltasync.storage.raft_log import HardState, LogEntry
 from deltasync.storage.snapshot import StoredSnapshot
 
 
@@ -30,7 +30,7 @@ def make_node(
     storage, _ = data_dir.open_raft()
     storage.save(
         HardState(term=3, vote=2, commit=entries),
-        [LogEntry(i, 3, 0, b"block %d" % i) for i in range(1, entries + 1)],
+        [Entry(i, 3, EntryType.NORMAL, b"block %d" % i) for i in range(1, entries + 1)],
     )
     if snapshot_at:
         state = b"state at %d" % snapshot_at

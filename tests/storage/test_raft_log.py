@@ -8,11 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deltasync.consensus import NO_NODE, Entry, EntryType, HardState
 from deltasync.storage.errors import CorruptStateError, StorageUsageError
 from deltasync.storage.fs import MemoryFileSystem
 from deltasync.storage.raft_log import (
-    HardState,
-    LogEntry,
     RaftStorage,
     decode_record,
     encode_entry,
@@ -21,8 +20,8 @@ from deltasync.storage.raft_log import (
 from deltasync.storage.wal import WriteAheadLog
 
 
-def entries(first: int, last: int, term: int, tag: bytes = b"") -> list[LogEntry]:
-    return [LogEntry(i, term, i % 3, b"cmd-%d" % i + tag) for i in range(first, last + 1)]
+def entries(first: int, last: int, term: int, tag: bytes = b"") -> list[Entry]:
+    return [Entry(i, term, EntryType(i % 3), b"cmd-%d" % i + tag) for i in range(first, last + 1)]
 
 
 def reopen(directory: Path, **kwargs):  # type: ignore[no-untyped-def]
@@ -53,11 +52,44 @@ def test_hard_state_and_entries_survive_a_restart(tmp_path: Path) -> None:
 
 
 def test_records_round_trip() -> None:
-    for record in (LogEntry(7, 3, 1, b"data"), HardState(4, None, 9), HardState(4, 1, 0)):
-        payload = (
-            encode_entry(record) if isinstance(record, LogEntry) else encode_hard_state(record)
-        )
+    for record in (
+        Entry(7, 3, EntryType.CONF_CHANGE, b"data"),
+        HardState(4, NO_NODE, 9),
+        HardState(4, 1, 0),
+    ):
+        payload = encode_entry(record) if isinstance(record, Entry) else encode_hard_state(record)
         assert decode_record(payload) == record
+
+
+def test_the_on_disk_format_is_pinned() -> None:
+    """Bytes written by every earlier version (data dirs written before keep opening)."""
+    entry = encode_entry(Entry(7, 3, EntryType.CONF_CHANGE, b"data"))
+    assert entry.hex() == "01070000000000000003000000000000000100000064617461"
+    no_vote = encode_hard_state(HardState(4, NO_NODE, 9))
+    assert no_vote.hex() == "0204000000000000000900000000000000000000000000000000"
+    vote = encode_hard_state(HardState(4, 1, 0))
+    assert vote.hex() == "0204000000000000000000000000000000010000000000000001"
+    state_files = {
+        NO_NODE: "4453524146545354070000004c4fdb08960102c0030202",
+        2: "445352414654535407000000c1699fd496010202030202",
+    }
+    for voted, expected in state_files.items():
+        fs = MemoryFileSystem()
+        storage, _ = RaftStorage.open("/r", fs)
+        storage.save(HardState(2, voted, 3), entries(1, 3, 2))
+        storage.compact(2)  # writes raft.state
+        assert fs.read("/r/raft.state").hex() == expected
+        _, recovered = RaftStorage.open("/r", fs)
+        assert recovered.hard_state == HardState(2, voted, 3)
+
+
+def test_an_entry_of_an_unknown_type_on_disk_is_refused(tmp_path: Path) -> None:
+    wal, _ = WriteAheadLog.open(str(tmp_path / "wal"))
+    good = encode_entry(Entry(1, 1, EntryType.NORMAL, b"x"))
+    wal.append_batch([good[:17] + (7).to_bytes(4, "little") + good[21:]])
+    wal.close()
+    with pytest.raises(CorruptStateError):
+        reopen(tmp_path)
 
 
 def test_a_vote_is_one_fsync_and_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,12 +114,12 @@ def test_a_vote_is_one_fsync_and_durable(tmp_path: Path, monkeypatch: pytest.Mon
 def test_conflicting_entries_replace_the_suffix(tmp_path: Path) -> None:
     storage, _ = reopen(tmp_path)
     storage.save(HardState(term=1, vote=1), entries(1, 10, 1))
-    storage.save(HardState(term=2, vote=None, commit=4), entries(6, 8, 2, b"-new"))
+    storage.save(HardState(term=2, vote=NO_NODE, commit=4), entries(6, 8, 2, b"-new"))
     assert storage.last_index() == 8 and storage.term(6) == 2 and storage.term(5) == 1
     storage.close()
     storage, recovered = reopen(tmp_path)
     assert list(recovered.entries) == entries(1, 5, 1) + entries(6, 8, 2, b"-new")
-    assert recovered.hard_state == HardState(term=2, vote=None, commit=4)
+    assert recovered.hard_state == HardState(term=2, vote=NO_NODE, commit=4)
 
 
 def test_hard_state_survives_truncating_the_wal_suffix_that_held_it(tmp_path: Path) -> None:
@@ -111,7 +143,7 @@ def test_compaction_drops_segments_and_keeps_the_rest(tmp_path: Path) -> None:
     removed = storage.compact(60)
     assert removed and len(storage.wal.segments()) == segments_before - len(removed)
     assert storage.first_index() == 61 and storage.term(60) == 1 and storage.term(59) is None
-    storage.save(HardState(term=2, vote=None, commit=100), entries(101, 105, 2))
+    storage.save(HardState(term=2, vote=NO_NODE, commit=100), entries(101, 105, 2))
     storage.close()
     storage, recovered = reopen(tmp_path, segment_bytes_target=256)
     assert recovered.snapshot_index == 60 and recovered.snapshot_term == 1
@@ -166,7 +198,7 @@ def test_crash_between_snapshot_install_and_log_truncation_is_repaired(tmp_path:
     storage, recovered = reopen(tmp_path)
     assert recovered.entries == () and recovered.snapshot_index == 50
     assert any("replaced by snapshot" in repair for repair in recovered.repairs)
-    storage.save(HardState(term=4, vote=None, commit=50), entries(51, 52, 4))
+    storage.save(HardState(term=4, vote=NO_NODE, commit=50), entries(51, 52, 4))
     storage.close()
     _, recovered = reopen(tmp_path)
     assert [e.index for e in recovered.entries] == [51, 52] and recovered.repairs == ()
@@ -178,7 +210,7 @@ def test_crash_between_snapshot_install_and_log_truncation_is_repaired(tmp_path:
         (HardState(term=1), []),  # term went backwards
         (HardState(term=2, vote=9), []),  # a second vote in term 2
         (None, entries(12, 12, 2)),  # gap
-        (None, [LogEntry(11, 2, 0, b""), LogEntry(13, 2, 0, b"")]),  # not contiguous
+        (None, [Entry(11, 2, EntryType.NORMAL, b""), Entry(13, 2, EntryType.NORMAL, b"")]),  # not contiguous
         (None, entries(11, 11, 1)),  # term lower than the previous entry's
         (None, entries(11, 11, 3)),  # term above the current term
     ],
@@ -238,7 +270,7 @@ def test_acknowledged_saves_survive_a_power_loss(
     last = 0
     durable_last = 0
     durable_term = 0
-    written: list[LogEntry] = []
+    written: list[Entry] = []
     for count, sync, new_term in steps:
         term += new_term
         batch = entries(last + 1, last + count, term)

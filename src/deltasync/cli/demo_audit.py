@@ -67,7 +67,7 @@ def audit_node(node_dir: Path, expected_roots: dict[str, Any] | None = None,
     for entry in recovered.entries:
         if entry.index > recovered.hard_state.commit:
             break
-        if entry.type != EntryType.NORMAL.value:
+        if entry.type is not EntryType.NORMAL:
             continue
         if time.monotonic() - started > deadline_s:
             complete = False

@@ -35,7 +35,6 @@ from deltasync.consensus import (
     ConfState,
     Entry,
     EntryType,
-    HardState,
     RaftConfig,
     RaftNode,
     RandomSource,
@@ -52,8 +51,7 @@ from deltasync.core.errors import CodecError, DeltasyncError, LocalError
 from deltasync.exchange.state import BlockResult, ExchangeState
 from deltasync.node.block import GENESIS_HASH, Block, BlockHeader, ClientCommand, Noop, block_hash
 from deltasync.node.sessions import Outcome, SessionTable
-from deltasync.storage import raft_log
-from deltasync.storage.raft_log import RaftStorage
+from deltasync.storage.raft_log import RaftStorage, RecoveredLog
 from deltasync.storage.snapshot import SnapshotStore, StoredSnapshot
 
 # Node-to-node envelope kinds (first byte of every transport payload).
@@ -150,18 +148,6 @@ class ChainTip:
     state_root: bytes = b""
 
 
-def _to_storage_entry(entry: Entry) -> raft_log.LogEntry:
-    return raft_log.LogEntry(entry.index, entry.term, entry.type.value, entry.data)
-
-
-def _from_storage_entry(entry: raft_log.LogEntry) -> Entry:
-    return Entry(entry.index, entry.term, EntryType(entry.type), entry.data)
-
-
-def _to_storage_hard(hard: HardState) -> raft_log.HardState:
-    return raft_log.HardState(hard.term, None if hard.vote == NO_NODE else hard.vote, hard.commit)
-
-
 @dataclass(frozen=True, slots=True)
 class NodeSettings:
     election_ticks: int = 20
@@ -188,7 +174,7 @@ class NodeCore:
         node_id: int,
         voters: tuple[int, ...],
         storage: RaftStorage,
-        recovered: raft_log.RecoveredState,
+        recovered: RecoveredLog,
         snapshots: SnapshotStore,
         machine_factory: Callable[[], ExchangeState],
         machine_restore: Callable[[bytes], ExchangeState],
@@ -248,16 +234,8 @@ class NodeCore:
         fresh = recovered.hard_state.term == 0 and not recovered.entries and snapshot is None
         view = None
         if not fresh:
-            hard = recovered.hard_state
-            view = RecoveredState(
-                hard_state=HardState(hard.term, hard.vote or NO_NODE, hard.commit),
-                snapshot=consensus_snapshot,
-                entries=tuple(
-                    _from_storage_entry(e)
-                    for e in recovered.entries
-                    if snapshot is None or e.index > snapshot.index
-                ),
-            )
+            # The core skips the entries its snapshot covers (the log may not be compacted yet).
+            view = RecoveredState(recovered.hard_state, consensus_snapshot, recovered.entries)
         config = RaftConfig(
             node_id=node_id,
             peers=voters if fresh else (),
@@ -501,11 +479,7 @@ class NodeCore:
                 else:
                     out.messages.append((message.recipient, payload))
         if ready.entries or ready.hard_state is not None:
-            self.storage.save(
-                None if ready.hard_state is None else _to_storage_hard(ready.hard_state),
-                [_to_storage_entry(e) for e in ready.entries],
-                sync=ready.must_sync,
-            )
+            self.storage.save(ready.hard_state, ready.entries, sync=ready.must_sync)
         # Persisted: these may go now. Sending them before applying the committed
         # entries below keeps a follower's acknowledgement from waiting on its own
         # (possibly long) block application.

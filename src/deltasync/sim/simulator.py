@@ -528,8 +528,8 @@ class Simulator:
         term, vote, last_index = node.durable
         hard = recovered.hard_state
         lost = []
-        if hard.term < term or (hard.term == term and (hard.vote or 0) != vote):
-            lost.append(f"term/vote {term}/{vote} -> {hard.term}/{hard.vote or 0}")
+        if hard.term < term or (hard.term == term and hard.vote != vote):
+            lost.append(f"term/vote {term}/{vote} -> {hard.term}/{hard.vote}")
         if recovered.last_index < last_index:
             lost.append(f"last index {last_index} -> {recovered.last_index}")
         if not lost:
@@ -549,7 +549,7 @@ class Simulator:
             return
         storage = core.storage
         hard = storage.hard_state
-        node.durable = (hard.term, hard.vote or 0, storage.last_index())
+        node.durable = (hard.term, hard.vote, storage.last_index())
         node.core = None
         torn = self.rng_disk.randrange(PPM) < self.config.torn_write_ppm
         self.stats["torn_crashes"] += int(torn)

@@ -11,7 +11,7 @@ from deltasync.storage.errors import (
     WalFailedError,
 )
 from deltasync.storage.fs import FileSystem, MemoryFileSystem, OsFileSystem
-from deltasync.storage.raft_log import HardState, LogEntry, RaftStorage, RecoveredState
+from deltasync.storage.raft_log import RaftStorage, RecoveredLog
 from deltasync.storage.snapshot import SnapshotStore, StoredSnapshot
 from deltasync.storage.wal import RecoveryReport, WriteAheadLog
 
@@ -22,13 +22,11 @@ __all__ = [
     "CorruptStateError",
     "DataDir",
     "FileSystem",
-    "HardState",
-    "LogEntry",
     "MemoryFileSystem",
     "NodeIdentity",
     "OsFileSystem",
     "RaftStorage",
-    "RecoveredState",
+    "RecoveredLog",
     "RecoveryReport",
     "SnapshotStore",
     "StorageError",

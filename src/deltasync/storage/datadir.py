@@ -30,7 +30,7 @@ from deltasync.core.limits import snapshots_kept_default, wal_segment_bytes_targ
 from deltasync.storage.atomic import write_atomic
 from deltasync.storage.errors import CorruptStateError, StorageUsageError
 from deltasync.storage.fs import FileSystem, OsFileSystem
-from deltasync.storage.raft_log import STATE_FILENAME, WAL_DIRNAME, RaftStorage, RecoveredState
+from deltasync.storage.raft_log import STATE_FILENAME, WAL_DIRNAME, RaftStorage, RecoveredLog
 from deltasync.storage.snapshot import SnapshotStore
 
 LAYOUT_FORMAT = 1
@@ -161,7 +161,7 @@ class DataDir:
 
     def open_raft(
         self, *, segment_bytes_target: int = wal_segment_bytes_target
-    ) -> tuple[RaftStorage, RecoveredState]:
+    ) -> tuple[RaftStorage, RecoveredLog]:
         return RaftStorage.open(self.raft_dir, self.fs, segment_bytes_target=segment_bytes_target)
 
     def snapshots(self, *, keep: int = snapshots_kept_default) -> SnapshotStore:

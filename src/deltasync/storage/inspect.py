@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deltasync.consensus import NO_NODE
 from deltasync.storage.datadir import NODE_FILENAME, RAFT_DIRNAME, DataDir
 from deltasync.storage.errors import (
     CorruptRecordError,
@@ -19,7 +20,7 @@ from deltasync.storage.errors import (
     StorageUsageError,
 )
 from deltasync.storage.fs import FileSystem
-from deltasync.storage.raft_log import RaftStorage, RecoveredState
+from deltasync.storage.raft_log import RaftStorage, RecoveredLog
 from deltasync.storage.snapshot import RootFunction
 
 
@@ -61,7 +62,7 @@ def verify_data_dir(
 
 def _check_raft(
     data_dir: DataDir, out: dict[str, Any], errors: list[str], warnings: list[str]
-) -> RecoveredState | None:
+) -> RecoveredLog | None:
     try:
         storage, recovered = RaftStorage.open(data_dir.raft_dir, data_dir.fs, read_only=True)
     except CorruptRecordError as exc:
@@ -99,7 +100,11 @@ def _check_raft(
     }
     hard = recovered.hard_state
     out["raft"] = {
-        "hard_state": {"term": hard.term, "vote": hard.vote, "commit": hard.commit},
+        "hard_state": {
+            "term": hard.term,
+            "vote": None if hard.vote == NO_NODE else hard.vote,
+            "commit": hard.commit,
+        },
         "snapshot_index": recovered.snapshot_index,
         "snapshot_term": recovered.snapshot_term,
         "first_index": storage.first_index(),
@@ -114,7 +119,7 @@ def _check_raft(
 
 def _check_snapshots(
     data_dir: DataDir,
-    recovered: RecoveredState | None,
+    recovered: RecoveredLog | None,
     verify_root: RootFunction | None,
     out: dict[str, Any],
     errors: list[str],

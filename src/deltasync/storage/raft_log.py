@@ -1,8 +1,9 @@
 """The durable Raft log: hard state and entries, on the WAL.
 
-Independent of the Raft core's classes: it stores ``LogEntry(index, term, type,
-data)`` and ``HardState(term, vote, commit)``; the node converts (entry type
-enums to ints, the core's "no vote" value to ``None``).
+It stores and recovers the Raft core's own values, ``consensus.Entry`` and
+``consensus.HardState``, so the node hands a ``Ready``'s entries and hard state
+over as they are. On disk an entry's type is its ``EntryType`` value and "no
+vote" (``NO_NODE``) is written as vote 0 with ``has_vote`` 0.
 
 How the node drives it, for every ``Ready`` of the core::
 
@@ -36,6 +37,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from deltasync.consensus.messages import NO_NODE, Entry, EntryType, HardState
 from deltasync.core import codec
 from deltasync.core.errors import CodecError
 from deltasync.core.limits import wal_batch_records_max, wal_segment_bytes_target
@@ -54,37 +56,17 @@ _KIND_HARD_STATE = 2
 _ENTRY = struct.Struct("<BQQI")  # kind, index, term, type; then the data
 _HARD_STATE = struct.Struct("<BQQQB")  # kind, term, commit, vote, has_vote
 _U64_MAX = 2**64 - 1
+_ENTRY_TYPE_OF_VALUE = {entry_type.value: entry_type for entry_type in EntryType}
 
 
 @dataclass(frozen=True, slots=True)
-class HardState:
-    term: int = 0
-    vote: int | None = None
-    commit: int = 0
+class RecoveredLog:
+    """What opening the log found; with the newest snapshot it makes the core's ``RecoveredState``."""
 
-    def __post_init__(self) -> None:
-        assert 0 <= self.term <= _U64_MAX and 0 <= self.commit <= _U64_MAX, self
-        assert self.vote is None or 0 <= self.vote <= _U64_MAX, self
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    index: int
-    term: int
-    type: int
-    data: bytes
-
-    def __post_init__(self) -> None:
-        assert 1 <= self.index <= _U64_MAX and 1 <= self.term <= _U64_MAX, self
-        assert 0 <= self.type < 2**32, self
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveredState:
     hard_state: HardState
     snapshot_index: int  # the log was compacted up to here; entries start after it
     snapshot_term: int
-    entries: tuple[LogEntry, ...]
+    entries: tuple[Entry, ...]
     wal: RecoveryReport
     repairs: tuple[str, ...]  # what recovery changed on disk, for the node's log
 
@@ -93,27 +75,35 @@ class RecoveredState:
         return self.entries[-1].index if self.entries else self.snapshot_index
 
 
-def encode_entry(entry: LogEntry) -> bytes:
-    return _ENTRY.pack(_KIND_ENTRY, entry.index, entry.term, entry.type) + entry.data
+def encode_entry(entry: Entry) -> bytes:
+    return _ENTRY.pack(_KIND_ENTRY, entry.index, entry.term, entry.type.value) + entry.data
 
 
 def encode_hard_state(hard: HardState) -> bytes:
-    vote = 0 if hard.vote is None else hard.vote
-    return _HARD_STATE.pack(_KIND_HARD_STATE, hard.term, hard.commit, vote, hard.vote is not None)
+    has_vote = hard.vote != NO_NODE
+    return _HARD_STATE.pack(_KIND_HARD_STATE, hard.term, hard.commit, hard.vote, has_vote)
 
 
-def decode_record(payload: bytes) -> LogEntry | HardState:
+def decode_record(payload: bytes) -> Entry | HardState:
     """A WAL payload written by this module; raises ``CodecError`` otherwise."""
     kind = payload[0] if payload else None
     if kind == _KIND_ENTRY and len(payload) >= _ENTRY.size:
-        _, index, term, entry_type = _ENTRY.unpack_from(payload)
-        if index >= 1 and term >= 1:
-            return LogEntry(index, term, entry_type, payload[_ENTRY.size :])
+        _, index, term, type_value = _ENTRY.unpack_from(payload)
+        entry_type = _ENTRY_TYPE_OF_VALUE.get(type_value)
+        if index >= 1 and term >= 1 and entry_type is not None:
+            return Entry(index, term, entry_type, payload[_ENTRY.size :])
     elif kind == _KIND_HARD_STATE and len(payload) == _HARD_STATE.size:
         _, term, commit, vote, has_vote = _HARD_STATE.unpack(payload)
+        # A stored vote 0 with has_vote 1 was never written (node ids are positive); it
+        # reads as no vote, as the node has always read it.
         if has_vote in (0, 1) and (has_vote or vote == 0):
-            return HardState(term, vote if has_vote else None, commit)
+            return HardState(term, vote, commit)
     raise CodecError(reason="not a raft log record", kind=kind, size=len(payload))
+
+
+def _in_u64_range(hard: HardState) -> bool:
+    """What the record and state file formats can hold (the core's type does not bound it)."""
+    return 0 <= hard.term <= _U64_MAX and 0 <= hard.vote <= _U64_MAX and 0 <= hard.commit <= _U64_MAX
 
 
 def merge_hard_states(a: HardState, b: HardState, *, where: str = "") -> HardState:
@@ -122,14 +112,14 @@ def merge_hard_states(a: HardState, b: HardState, *, where: str = "") -> HardSta
     if a.term != b.term:
         newer = a if a.term > b.term else b
         return HardState(newer.term, newer.vote, commit)
-    if a.vote is not None and b.vote is not None and a.vote != b.vote:
+    if a.vote != NO_NODE and b.vote != NO_NODE and a.vote != b.vote:
         raise CorruptStateError(
             path=where,
             reason="two different votes persisted in one term",
             term=a.term,
             votes=(a.vote, b.vote),
         )
-    return HardState(a.term, a.vote if a.vote is not None else b.vote, commit)
+    return HardState(a.term, a.vote if a.vote != NO_NODE else b.vote, commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +138,10 @@ def _read_state_file(fs: FileSystem, path: str) -> _StateFile:
         version, term, vote, commit, snapshot_index, snapshot_term = wire
         if version != _STATE_VERSION:
             raise CorruptStateError(path=path, reason="unsupported version", version=version)
-        return _StateFile(HardState(term, vote, commit), snapshot_index, snapshot_term)
+        hard = HardState(term, NO_NODE if vote is None else vote, commit)
+        if not _in_u64_range(hard):
+            raise ValueError(f"hard state beyond u64: {hard}")
+        return _StateFile(hard, snapshot_index, snapshot_term)
     except (CodecError, ValueError, TypeError, AssertionError) as exc:
         raise CorruptStateError(path=path, reason="malformed raft state", detail=str(exc)) from None
 
@@ -165,7 +158,7 @@ class RaftStorage:
         self._hard = state.hard_state
         self._snapshot_index = state.snapshot_index
         self._snapshot_term = state.snapshot_term
-        self._entries: list[LogEntry] = []
+        self._entries: list[Entry] = []
         self._seqs = array("Q")  # WAL seq of each held entry
         self._read_only = False
 
@@ -179,11 +172,11 @@ class RaftStorage:
         *,
         segment_bytes_target: int = wal_segment_bytes_target,
         read_only: bool = False,
-    ) -> tuple[RaftStorage, RecoveredState]:
+    ) -> tuple[RaftStorage, RecoveredLog]:
         """Open or create the log in ``directory`` and recover it (repairing a torn tail).
 
         With ``read_only`` (``deltasync verify``) nothing on disk changes: repairs that
-        opening would make are listed in ``RecoveredState.repairs`` as "would ..." and
+        opening would make are listed in ``RecoveredLog.repairs`` as "would ..." and
         writes refuse.
         """
         fs = fs or OsFileSystem()
@@ -207,7 +200,7 @@ class RaftStorage:
                 f" {report.torn_tail.reason}"
             )
         repairs += storage._replay()
-        recovered = RecoveredState(
+        recovered = RecoveredLog(
             storage._hard,
             storage._snapshot_index,
             storage._snapshot_term,
@@ -321,7 +314,7 @@ class RaftStorage:
             return None
         return self._entries[index - self._snapshot_index - 1].term
 
-    def entries(self, lo: int, hi: int) -> list[LogEntry]:
+    def entries(self, lo: int, hi: int) -> list[Entry]:
         """Entries with ``lo <= index < hi``."""
         if not self._snapshot_index < lo <= hi <= self.last_index() + 1:
             raise StorageUsageError(
@@ -336,7 +329,7 @@ class RaftStorage:
     # --- writes -------------------------------------------------------------------------
 
     def save(
-        self, hard_state: HardState | None, entries: Sequence[LogEntry], sync: bool = True
+        self, hard_state: HardState | None, entries: Sequence[Entry], sync: bool = True
     ) -> None:
         """Persist a new hard state and/or entries. Entries may overwrite a suffix of the log
         (a conflict); with ``sync`` everything is durable when this returns."""
@@ -436,7 +429,7 @@ class RaftStorage:
             [
                 _STATE_VERSION,
                 hard.term,
-                hard.vote,
+                None if hard.vote == NO_NODE else hard.vote,
                 hard.commit,
                 self._snapshot_index,
                 self._snapshot_term,
@@ -446,14 +439,18 @@ class RaftStorage:
 
     def _check_hard_state(self, new: HardState) -> None:
         old = self._hard
+        if not _in_u64_range(new):
+            raise StorageUsageError(
+                reason="hard state beyond u64", term=new.term, vote=new.vote, commit=new.commit
+            )
         if new.term < old.term:
             raise StorageUsageError(reason="term went backwards", old=old.term, new=new.term)
-        if new.term == old.term and old.vote is not None and new.vote != old.vote:
+        if new.term == old.term and old.vote != NO_NODE and new.vote != old.vote:
             raise StorageUsageError(
                 reason="vote changed within a term", term=new.term, old=old.vote, new=new.vote
             )
 
-    def _check_entries(self, entries: Sequence[LogEntry], hard: HardState) -> None:
+    def _check_entries(self, entries: Sequence[Entry], hard: HardState) -> None:
         first = entries[0].index
         if first <= self._snapshot_index:
             raise StorageUsageError(
