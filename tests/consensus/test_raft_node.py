@@ -21,7 +21,7 @@ from deltasync.consensus import (
     RecoveredState,
     RecoveryError,
     Rejected,
-    RejectReason,
+    RequestRejectReason,
     Role,
     VoteRequest,
 )
@@ -91,7 +91,7 @@ def test_a_commit_index_change_alone_needs_no_sync() -> None:
 def test_follower_refuses_proposals_and_names_the_leader() -> None:
     cluster = elected()
     result = cluster.raft(2).propose(b"x")
-    assert result == Rejected(RejectReason.NOT_LEADER, 1)
+    assert result == Rejected(RequestRejectReason.NOT_LEADER, 1)
 
 
 def test_single_node_commits_on_its_own() -> None:
@@ -162,9 +162,9 @@ def test_uncommitted_backlog_is_bounded() -> None:
     leader = cluster.raft(1)
     results = [leader.propose(b"z" * 100) for _ in range(12)]
     assert all(isinstance(r, int) for r in results[:10])
-    assert results[-1] == Rejected(RejectReason.UNCOMMITTED_BACKLOG, 1)
+    assert results[-1] == Rejected(RequestRejectReason.UNCOMMITTED_BACKLOG, 1)
     assert leader.propose(b"z" * (10**7)) == Rejected(
-        RejectReason.ENTRY_TOO_LARGE, 1, f"{10**7} bytes"
+        RequestRejectReason.ENTRY_TOO_LARGE, 1, f"{10**7} bytes"
     )
 
 
@@ -210,7 +210,7 @@ def test_one_membership_change_at_a_time() -> None:
     cluster.start_joining(4)
     assert isinstance(leader.propose_conf_change(ConfChangeKind.ADD_LEARNER, 4), int)
     second = leader.propose_conf_change(ConfChangeKind.ADD_VOTER, 4)
-    assert isinstance(second, Rejected) and second.reason is RejectReason.CONF_CHANGE_PENDING
+    assert isinstance(second, Rejected) and second.reason is RequestRejectReason.CONF_CHANGE_PENDING
     cluster.stabilize(verbose=False)
     assert isinstance(leader.propose_conf_change(ConfChangeKind.ADD_VOTER, 4), int)
     cluster.stabilize(verbose=False)
@@ -227,7 +227,7 @@ def test_new_leader_accepts_no_change_before_committing_in_its_term() -> None:
     new_leader = cluster.raft(2)
     assert new_leader.role is Role.LEADER
     early = new_leader.propose_conf_change(ConfChangeKind.REMOVE_NODE, 1)
-    assert isinstance(early, Rejected) and early.reason is RejectReason.CONF_CHANGE_PENDING
+    assert isinstance(early, Rejected) and early.reason is RequestRejectReason.CONF_CHANGE_PENDING
     cluster.stabilize(verbose=False)
     assert isinstance(new_leader.propose_conf_change(ConfChangeKind.REMOVE_NODE, 1), int)
 

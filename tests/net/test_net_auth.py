@@ -12,9 +12,9 @@ from deltasync.net.auth import (
     AuthError,
     Handshake,
     HandshakeMisuse,
+    HandshakeProof,
+    HandshakeRole,
     Hello,
-    Proof,
-    Role,
     decode_message,
     encode_message,
 )
@@ -25,7 +25,7 @@ SECRET = b"s" * 32
 
 def dialer(node_id: int = 1, peer: int = 2, secret: bytes = SECRET, cluster: str = "c") -> Handshake:
     return Handshake(
-        Role.DIALER, cluster_id=cluster, node_id=node_id, secret=secret, known_peer_ids=(peer,)
+        HandshakeRole.DIALER, cluster_id=cluster, node_id=node_id, secret=secret, known_peer_ids=(peer,)
     )
 
 
@@ -33,7 +33,7 @@ def acceptor(
     node_id: int = 2, known: tuple[int, ...] = (1, 3), secret: bytes = SECRET, cluster: str = "c"
 ) -> Handshake:
     return Handshake(
-        Role.ACCEPTOR, cluster_id=cluster, node_id=node_id, secret=secret, known_peer_ids=known
+        HandshakeRole.ACCEPTOR, cluster_id=cluster, node_id=node_id, secret=secret, known_peer_ids=known
     )
 
 
@@ -87,7 +87,7 @@ def dialer_proof_with(secret: bytes) -> tuple[Handshake, bytes]:
     hello = dialer().start()[0]
     reply = genuine.receive(hello)
     transcript = encode_frame(hello) + encode_frame(reply[0])
-    return genuine, encode_message(Proof(auth._mac(secret, auth._LABEL_PROOF_DIALER, transcript)))
+    return genuine, encode_message(HandshakeProof(auth._mac(secret, auth._LABEL_PROOF_DIALER, transcript)))
 
 
 def test_acceptor_refuses_a_dialer_proof_made_with_another_secret() -> None:
@@ -165,7 +165,7 @@ def test_reflected_hello_refused() -> None:
     d2 = dialer()
     mine = decode_message(d2.start()[0])
     assert isinstance(mine, Hello)
-    echo = encode_message(Hello(Role.ACCEPTOR, 2, mine.nonce, "c"))
+    echo = encode_message(Hello(HandshakeRole.ACCEPTOR, 2, mine.nonce, "c"))
     with pytest.raises(AuthError, match="echoed"):
         d2.receive(echo)
 
@@ -174,7 +174,7 @@ def test_out_of_order_messages_fail_and_the_handshake_stays_failed() -> None:
     a = acceptor()
     a.start()
     with pytest.raises(AuthError, match="unexpected"):
-        a.receive(encode_message(Proof(b"\x01" * 32)))
+        a.receive(encode_message(HandshakeProof(b"\x01" * 32)))
     with pytest.raises(HandshakeMisuse):
         a.receive(dialer().start()[0])
 
@@ -225,8 +225,8 @@ def test_bad_configuration_is_refused() -> None:
 
 
 def test_malformed_messages() -> None:
-    good = encode_message(Hello(Role.DIALER, 1, b"n" * 32, "c"))
-    assert decode_message(good) == Hello(Role.DIALER, 1, b"n" * 32, "c")
+    good = encode_message(Hello(HandshakeRole.DIALER, 1, b"n" * 32, "c"))
+    assert decode_message(good) == Hello(HandshakeRole.DIALER, 1, b"n" * 32, "c")
     for bad, reason in [
         (b"XXXX" + good[4:], "bad magic"),
         (good[:4] + b"\x09" + good[5:], "unsupported version"),
@@ -236,7 +236,7 @@ def test_malformed_messages() -> None:
         (good[:6] + b"\x05" + good[7:], "bad role"),
         (good[:20], "hello too short"),
         (good[:-1] + b"\xff", "not UTF-8"),
-        (encode_message(Proof(b"p" * 32)) + b"!", "bad proof length"),
+        (encode_message(HandshakeProof(b"p" * 32)) + b"!", "bad proof length"),
     ]:
         with pytest.raises(AuthError, match=reason):
             decode_message(bad)

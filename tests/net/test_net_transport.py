@@ -15,7 +15,7 @@ import pytest
 
 from deltasync.core import limits
 from deltasync.core.errors import ConfigError
-from deltasync.net.auth import Handshake, Role
+from deltasync.net.auth import Handshake, HandshakeRole
 from deltasync.net.bench import measure_throughput
 from deltasync.net.framing import FrameDecoder, FrameTooLarge, encode_frame, encode_frames
 from deltasync.net.transport import (
@@ -255,7 +255,7 @@ async def raw_authenticated_dialer(
     """A hand-driven peer that completes a real handshake with ``target``."""
     host, port = target.listen_address
     reader, writer = await asyncio.open_connection(host, port)
-    handshake = Handshake(Role.DIALER, cluster_id="deltasync", node_id=node_id, secret=SECRET,
+    handshake = Handshake(HandshakeRole.DIALER, cluster_id="deltasync", node_id=node_id, secret=SECRET,
                           known_peer_ids=(target.node_id,))
     decoder = FrameDecoder(256)
     for body in handshake.start():
@@ -354,7 +354,7 @@ def test_a_stalled_peer_is_dropped_and_redialed() -> None:
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # act as acceptor 2, then never read again
-            handshake = Handshake(Role.ACCEPTOR, cluster_id="deltasync", node_id=2,
+            handshake = Handshake(HandshakeRole.ACCEPTOR, cluster_id="deltasync", node_id=2,
                                   secret=SECRET, known_peer_ids=(1,))
             handshake.start()
             decoder = FrameDecoder(256)

@@ -61,7 +61,7 @@ from deltasync.consensus.state import (
     RecoveredState,
     RecoveryError,
     Rejected,
-    RejectReason,
+    RequestRejectReason,
     Role,
     SoftState,
     Status,
@@ -239,21 +239,21 @@ class RaftNode:
     def propose_conf_change(self, kind: ConfChangeKind, node_id: int) -> int | Rejected:
         """Propose one single-server membership change (see ``confchange``)."""
         if self.role is not Role.LEADER:
-            return Rejected(RejectReason.NOT_LEADER, self.leader_id)
+            return Rejected(RequestRejectReason.NOT_LEADER, self.leader_id)
         if self._conf.latest_index() > self.log.committed:
             return Rejected(
-                RejectReason.CONF_CHANGE_PENDING,
+                RequestRejectReason.CONF_CHANGE_PENDING,
                 self.id,
                 f"change at {self._conf.latest_index()} not committed",
             )
         if not self._committed_current_term():
             return Rejected(
-                RejectReason.CONF_CHANGE_PENDING, self.id, "no entry of this term committed yet"
+                RequestRejectReason.CONF_CHANGE_PENDING, self.id, "no entry of this term committed yet"
             )
         change = ConfChange(kind, node_id)
         reason = check_change(self._conf.latest(), change)
         if reason is not None:
-            return Rejected(RejectReason.INVALID_CONF_CHANGE, self.id, reason)
+            return Rejected(RequestRejectReason.INVALID_CONF_CHANGE, self.id, reason)
         return self._propose(EntryType.CONF_CHANGE, encode_conf_change(change))
 
     @_fail_stop
@@ -266,11 +266,11 @@ class RaftNode:
         the caller retries after a timeout of its own.
         """
         if not context or len(context) > 1024:
-            return Rejected(RejectReason.INVALID_READ, self.leader_id, "context must be 1..1024 bytes")
+            return Rejected(RequestRejectReason.INVALID_READ, self.leader_id, "context must be 1..1024 bytes")
         if self.role is Role.LEADER:
             return self._leader_read(context, self.id)
         if self.leader_id == NO_NODE:
-            return Rejected(RejectReason.NO_LEADER)
+            return Rejected(RequestRejectReason.NO_LEADER)
         self._send(ReadIndexRequest(self.id, self.leader_id, self.term, context))
         return None
 
@@ -278,9 +278,9 @@ class RaftNode:
     def transfer_leadership(self, to: int) -> Rejected | None:
         """Hand leadership to voter ``to`` once its log is caught up."""
         if self.role is not Role.LEADER:
-            return Rejected(RejectReason.NOT_LEADER, self.leader_id)
+            return Rejected(RequestRejectReason.NOT_LEADER, self.leader_id)
         if to not in self.voters:
-            return Rejected(RejectReason.INVALID_TRANSFER, self.id, f"node {to} is not a voter")
+            return Rejected(RequestRejectReason.INVALID_TRANSFER, self.id, f"node {to} is not a voter")
         if to == self.id or to == self._lead_transferee:
             return None
         self._lead_transferee = to
@@ -774,14 +774,14 @@ class RaftNode:
 
     def _propose(self, entry_type: EntryType, data: bytes) -> int | Rejected:
         if self.role is not Role.LEADER:
-            return Rejected(RejectReason.NOT_LEADER, self.leader_id)
+            return Rejected(RequestRejectReason.NOT_LEADER, self.leader_id)
         if self._lead_transferee != NO_NODE:
-            return Rejected(RejectReason.TRANSFERRING_LEADERSHIP, self.id)
+            return Rejected(RequestRejectReason.TRANSFERRING_LEADERSHIP, self.id)
         size = len(data)
         if size > self.config.append_bytes_max:
-            return Rejected(RejectReason.ENTRY_TOO_LARGE, self.id, f"{size} bytes")
+            return Rejected(RequestRejectReason.ENTRY_TOO_LARGE, self.id, f"{size} bytes")
         if self._uncommitted_bytes > 0 and self._uncommitted_bytes + size > self.config.uncommitted_bytes_max:
-            return Rejected(RejectReason.UNCOMMITTED_BACKLOG, self.id)
+            return Rejected(RequestRejectReason.UNCOMMITTED_BACKLOG, self.id)
         index = self.log.last_index() + 1
         self._append_entries([Entry(index, self.term, entry_type, data)])
         self._broadcast_pending = True
@@ -958,9 +958,9 @@ class RaftNode:
         if self._read_only.contains(context) or any(
             waiting == context for waiting, _ in self._reads_before_commit
         ):
-            return Rejected(RejectReason.INVALID_READ, self.id, "context already pending")
+            return Rejected(RequestRejectReason.INVALID_READ, self.id, "context already pending")
         if len(self._read_only) + len(self._reads_before_commit) >= self.config.read_index_pending_max:
-            return Rejected(RejectReason.READ_QUEUE_FULL, self.id)
+            return Rejected(RequestRejectReason.READ_QUEUE_FULL, self.id)
         if not self._committed_current_term():
             # Our commit index may lag the true one until our no-op commits.
             self._reads_before_commit.append((context, requester))

@@ -81,7 +81,9 @@ class RecoveredState:
     entries: tuple[Entry, ...]
 
 
-class RejectReason(Enum):
+class RequestRejectReason(Enum):
+    """Why the core refused a request: a proposal, a membership change, a transfer, a read."""
+
     NOT_LEADER = "not leader"
     NO_LEADER = "no known leader"
     TRANSFERRING_LEADERSHIP = "leadership transfer in progress"
@@ -98,7 +100,7 @@ class RejectReason(Enum):
 class Rejected:
     """A request the core refused; ``leader_id`` tells where to retry (NO_NODE if unknown)."""
 
-    reason: RejectReason
+    reason: RequestRejectReason
     leader_id: int = NO_NODE
     detail: str = ""
 

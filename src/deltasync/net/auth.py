@@ -105,14 +105,16 @@ class HandshakeMisuse(LocalError):
     """Our code drove the handshake out of order (fields: reason, state)."""
 
 
-class Role(Enum):
+class HandshakeRole(Enum):
+    """Which end of the TCP connection a side of the handshake is."""
+
     DIALER = 0
     ACCEPTOR = 1
 
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    role: Role
+    role: HandshakeRole
     node_id: int
     nonce: bytes
     cluster_id: str
@@ -124,14 +126,16 @@ class Hello:
 
 
 @dataclass(frozen=True, slots=True)
-class Proof:
+class HandshakeProof:
+    """PROOF: the MAC over the transcript that shows the sender holds the cluster secret."""
+
     mac: bytes
 
     def __post_init__(self) -> None:
         assert len(self.mac) == MAC_BYTES
 
 
-def encode_message(message: Hello | Proof) -> bytes:
+def encode_message(message: Hello | HandshakeProof) -> bytes:
     match message:
         case Hello(role, node_id, nonce, cluster_id):
             name = cluster_id.encode()
@@ -139,11 +143,11 @@ def encode_message(message: Hello | Proof) -> bytes:
                 MAGIC, VERSION, _KIND_HELLO, role.value, node_id, nonce, len(name)
             )
             return fixed + name
-        case Proof(mac):
+        case HandshakeProof(mac):
             return _PROOF.pack(MAGIC, VERSION, _KIND_PROOF, mac)
 
 
-def decode_message(data: bytes) -> Hello | Proof:
+def decode_message(data: bytes) -> Hello | HandshakeProof:
     """Parse a handshake message; anything malformed is an ``AuthError``."""
     if len(data) < _PREFIX.size:
         raise AuthError(reason="handshake message too short", size=len(data))
@@ -157,7 +161,7 @@ def decode_message(data: bytes) -> Hello | Proof:
     if kind == _KIND_PROOF:
         if len(data) != _PROOF.size:
             raise AuthError(reason="bad proof length", size=len(data), expected=_PROOF.size)
-        return Proof(_PROOF.unpack(data)[3])
+        return HandshakeProof(_PROOF.unpack(data)[3])
     raise AuthError(reason="unknown handshake message kind", kind=kind)
 
 
@@ -174,7 +178,7 @@ def _decode_hello(data: bytes) -> Hello:
         cluster_id = name.decode()
     except UnicodeDecodeError:
         raise AuthError(reason="cluster id is not UTF-8") from None
-    return Hello(Role(role_value), node_id, nonce, cluster_id)
+    return Hello(HandshakeRole(role_value), node_id, nonce, cluster_id)
 
 
 def check_secret(secret: bytes) -> None:
@@ -241,7 +245,7 @@ class RecordOpener:
 
 
 @dataclass(frozen=True, slots=True)
-class Session:
+class PeerSession:
     """What a finished handshake yields: who the peer is and the two record keys."""
 
     peer_id: int
@@ -285,7 +289,7 @@ class Handshake:
 
     def __init__(
         self,
-        role: Role,
+        role: HandshakeRole,
         *,
         cluster_id: str,
         node_id: int,
@@ -304,7 +308,7 @@ class Handshake:
         self._peer_hello: Hello | None = None
         self._transcript = b""
         self._state = _State.START
-        self.session: Session | None = None
+        self.session: PeerSession | None = None
 
     @property
     def done(self) -> bool:
@@ -319,7 +323,7 @@ class Handshake:
         if self._state is not _State.START:
             raise HandshakeMisuse(reason="start() called twice", state=self._state.value)
         self._state = _State.AWAIT_HELLO
-        return [encode_message(self._hello)] if self.role is Role.DIALER else []
+        return [encode_message(self._hello)] if self.role is HandshakeRole.DIALER else []
 
     def receive(self, data: bytes) -> list[bytes]:
         """Process one frame body from the peer; return frame bodies to send."""
@@ -331,24 +335,24 @@ class Handshake:
             self._state = _State.FAILED
             raise
 
-    def _step(self, message: Hello | Proof) -> list[bytes]:
+    def _step(self, message: Hello | HandshakeProof) -> list[bytes]:
         match (self.role, self._state, message):
-            case (Role.DIALER, _State.AWAIT_HELLO, Hello()):
-                self._accept_hello(message, expected_role=Role.ACCEPTOR)
+            case (HandshakeRole.DIALER, _State.AWAIT_HELLO, Hello()):
+                self._accept_hello(message, expected_role=HandshakeRole.ACCEPTOR)
                 self._transcript = self._hello_frame + encode_frame(encode_message(message))
                 self._state = _State.AWAIT_PROOF
                 return []
-            case (Role.DIALER, _State.AWAIT_PROOF, Proof()):
+            case (HandshakeRole.DIALER, _State.AWAIT_PROOF, HandshakeProof()):
                 self._verify(message, _LABEL_PROOF_ACCEPTOR)
                 self._finish()
-                return [encode_message(Proof(self._proof(_LABEL_PROOF_DIALER)))]
-            case (Role.ACCEPTOR, _State.AWAIT_HELLO, Hello()):
-                self._accept_hello(message, expected_role=Role.DIALER)
+                return [encode_message(HandshakeProof(self._proof(_LABEL_PROOF_DIALER)))]
+            case (HandshakeRole.ACCEPTOR, _State.AWAIT_HELLO, Hello()):
+                self._accept_hello(message, expected_role=HandshakeRole.DIALER)
                 self._transcript = encode_frame(encode_message(message)) + self._hello_frame
                 self._state = _State.AWAIT_PROOF
-                proof = Proof(self._proof(_LABEL_PROOF_ACCEPTOR))
+                proof = HandshakeProof(self._proof(_LABEL_PROOF_ACCEPTOR))
                 return [encode_message(self._hello), encode_message(proof)]
-            case (Role.ACCEPTOR, _State.AWAIT_PROOF, Proof()):
+            case (HandshakeRole.ACCEPTOR, _State.AWAIT_PROOF, HandshakeProof()):
                 self._verify(message, _LABEL_PROOF_DIALER)
                 self._finish()
                 return []
@@ -359,7 +363,7 @@ class Handshake:
                     got=type(message).__name__,
                 )
 
-    def _accept_hello(self, hello: Hello, expected_role: Role) -> None:
+    def _accept_hello(self, hello: Hello, expected_role: HandshakeRole) -> None:
         if hello.role is not expected_role:
             raise AuthError(reason="wrong role", got=hello.role.name, expected=expected_role.name)
         if hello.cluster_id != self._hello.cluster_id:
@@ -379,7 +383,7 @@ class Handshake:
     def _proof(self, label: bytes) -> bytes:
         return _mac(self._secret, label, self._transcript)
 
-    def _verify(self, proof: Proof, label: bytes) -> None:
+    def _verify(self, proof: HandshakeProof, label: bytes) -> None:
         if not hmac.compare_digest(proof.mac, self._proof(label)):
             peer_id = self._peer_hello.node_id if self._peer_hello else None
             raise AuthError(reason="bad proof (wrong cluster secret?)", peer_id=peer_id)
@@ -388,8 +392,7 @@ class Handshake:
         assert self._peer_hello is not None
         to_acceptor = _mac(self._secret, _LABEL_KEY_DIALER_TO_ACCEPTOR, self._transcript)
         to_dialer = _mac(self._secret, _LABEL_KEY_ACCEPTOR_TO_DIALER, self._transcript)
-        send_key, receive_key = (
-            (to_acceptor, to_dialer) if self.role is Role.DIALER else (to_dialer, to_acceptor)
-        )
-        self.session = Session(self._peer_hello.node_id, send_key, receive_key)
+        dialer = self.role is HandshakeRole.DIALER
+        send_key, receive_key = (to_acceptor, to_dialer) if dialer else (to_dialer, to_acceptor)
+        self.session = PeerSession(self._peer_hello.node_id, send_key, receive_key)
         self._state = _State.DONE

@@ -53,9 +53,9 @@ from deltasync.core import limits
 from deltasync.core.errors import ConfigError, RemoteError
 from deltasync.net.auth import (
     Handshake,
+    HandshakeRole,
     RecordOpener,
     RecordSealer,
-    Role,
     check_cluster_id,
     check_secret,
 )
@@ -192,7 +192,7 @@ class _Connection(asyncio.Protocol):
         self.peer_id: int | None = None
         self.transport: asyncio.Transport | None = None
         self.authenticated: asyncio.Future[None] | None = (
-            loop.create_future() if self.role is Role.DIALER else None
+            loop.create_future() if self.role is HandshakeRole.DIALER else None
         )
         self.closed: asyncio.Future[None] = loop.create_future()
         self._writable = asyncio.Event()
@@ -312,12 +312,13 @@ class _Connection(asyncio.Protocol):
         assert session is not None
         if self._timer is not None:
             self._timer.cancel()
-        if self.role is Role.ACCEPTOR:  # a dialer never accepts records: keep its limit tiny
+        # only an acceptor receives records: a dialer keeps its tiny handshake limit
+        if self.role is HandshakeRole.ACCEPTOR:
             self._decoder.set_frame_bytes_max(limits.frame_bytes_max)
         self.peer_id = session.peer_id
         self._opener = session.opener()
         self.sealer = session.sealer()
-        if self.role is Role.ACCEPTOR:
+        if self.role is HandshakeRole.ACCEPTOR:
             self._owner._inbound_session(self)
         elif self.authenticated is not None and not self.authenticated.done():
             self.authenticated.set_result(None)
@@ -325,7 +326,7 @@ class _Connection(asyncio.Protocol):
     def _receive_records(self, records: list[bytes]) -> None:
         if not records:
             return
-        if self.role is Role.DIALER:
+        if self.role is HandshakeRole.DIALER:
             raise ProtocolViolation(reason="acceptor sent data after the handshake")
         opener = self._opener
         assert opener is not None and self.peer_id is not None
@@ -572,7 +573,7 @@ class Transport:
 
     async def _dial(self, link: _PeerLink) -> _Connection:
         handshake = Handshake(
-            Role.DIALER,
+            HandshakeRole.DIALER,
             cluster_id=self.config.cluster_id,
             node_id=self.node_id,
             secret=self._secret,
@@ -659,7 +660,7 @@ class Transport:
 
     def _accept(self) -> _Connection:
         handshake = Handshake(
-            Role.ACCEPTOR,
+            HandshakeRole.ACCEPTOR,
             cluster_id=self.config.cluster_id,
             node_id=self.node_id,
             secret=self._secret,
@@ -668,7 +669,7 @@ class Transport:
         return _Connection(self, handshake)
 
     def _register(self, connection: _Connection) -> bool:
-        if connection.role is Role.ACCEPTOR:
+        if connection.role is HandshakeRole.ACCEPTOR:
             if not self._running or len(self._pending) >= self.config.pending_handshakes_max:
                 self._metrics.inbound_refused += 1
                 return False
@@ -682,7 +683,7 @@ class Transport:
         peer_id = connection.peer_id
         if peer_id is None:
             return
-        if connection.role is Role.ACCEPTOR:
+        if connection.role is HandshakeRole.ACCEPTOR:
             if self._inbound.get(peer_id) is connection:
                 del self._inbound[peer_id]
         else:

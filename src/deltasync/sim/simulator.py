@@ -65,8 +65,8 @@ from deltasync.sim.workload import (
     STRIKES,
     TRADING_ACCOUNT_BASE,
     UNDERLYING,
-    Client,
     PendingOp,
+    WorkloadClient,
     instruments,
 )
 from deltasync.storage.errors import StorageError
@@ -300,13 +300,13 @@ class Simulator:
             "settlements": 0,
             "margin_mode_changes": 0,
         }
-        self.clients: list[Client] = []
+        self.clients: list[WorkloadClient] = []
         session = SESSION_BASE
         for index in range(config.funding_clients + config.trading_clients):
             trading = index >= config.funding_clients
             account = TRADING_ACCOUNT_BASE + index if trading else FUNDING_ACCOUNT_BASE
             client_rng = stream(seed, f"client/{index}")
-            client = Client(index, session + index, account, trading, client_rng)
+            client = WorkloadClient(index, session + index, account, trading, client_rng)
             if trading and config.oracle_sources:
                 # the full venue margins positions: small accounts can be liquidated
                 client.deposit_whole = client_rng.choice((10_000_000, 20_000, 3_000))
@@ -325,7 +325,7 @@ class Simulator:
         if config.oracle_sources:
             for name in names:
                 index = len(self.clients)
-                client = Client(index, session + index, 0, False, stream(seed, f"client/{index}"))
+                client = WorkloadClient(index, session + index, 0, False, stream(seed, f"client/{index}"))
                 client.oracle_source = name
                 self.clients.append(client)
         self.market_raw = Price.whole(100_000).raw  # the "true" BTC price the sources observe
@@ -873,7 +873,7 @@ class Simulator:
             self.liveness_ops.append((client_id, op))
         self._attempt(client)
 
-    def _report(self, client: Client) -> OracleReport:
+    def _report(self, client: WorkloadClient) -> OracleReport:
         """A signed report of the market as this source sees it (sometimes stale or wrong)."""
         config, rng = self.config, client.rng
         if rng.randrange(PPM) < config.oracle_jump_ppm:
@@ -891,7 +891,7 @@ class Simulator:
         key = self.oracle_keys[client.oracle_source]
         return sign_report(key, client.oracle_source, UNDERLYING, Price(price), ts_ns)
 
-    def _attempt(self, client: Client) -> None:
+    def _attempt(self, client: WorkloadClient) -> None:
         op = client.op
         assert op is not None
         op.attempts += 1
@@ -942,7 +942,7 @@ class Simulator:
             return
         self._retry_or_give_up(client)
 
-    def _retry_or_give_up(self, client: Client) -> None:
+    def _retry_or_give_up(self, client: WorkloadClient) -> None:
         op = client.op
         assert op is not None
         if op.attempts < self.config.client_attempts_max:
@@ -978,7 +978,7 @@ class Simulator:
         else:
             self._finish(client, None, None)  # "expired": applied, answer unknown
 
-    def _finish(self, client: Client, output: int | None, events: tuple[Any, ...] | None) -> None:
+    def _finish(self, client: WorkloadClient, output: int | None, events: tuple[Any, ...] | None) -> None:
         op = client.op
         assert op is not None
         client.op = None

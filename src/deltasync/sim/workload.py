@@ -72,7 +72,9 @@ class PendingOp:
 
 
 @dataclass(slots=True)
-class Client:
+class WorkloadClient:
+    """One sequential client of the workload (funding, trading or an oracle feeder)."""
+
     client_id: int
     session: int
     account: int
