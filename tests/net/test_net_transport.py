@@ -20,7 +20,6 @@ from deltasync.net.bench import measure_throughput
 from deltasync.net.framing import FrameDecoder, FrameTooLarge, encode_frame, encode_frames
 from deltasync.net.transport import (
     LOOPBACK,
-    PAYLOAD_BYTES_MAX,
     Transport,
     TransportConfig,
     backoff_delay_s,
@@ -234,8 +233,9 @@ def test_a_full_queue_drops_instead_of_blocking() -> None:
 def test_frames_at_the_limit_pass_and_over_it_fail() -> None:
     async def main() -> None:
         a, b = await cluster(2)
-        big = bytes(range(256)) * (PAYLOAD_BYTES_MAX // 256) + b"\x07" * (PAYLOAD_BYTES_MAX % 256)
-        assert len(big) == PAYLOAD_BYTES_MAX
+        payload_max = limits.peer_payload_bytes_max
+        big = bytes(range(256)) * (payload_max // 256) + b"\x07" * (payload_max % 256)
+        assert len(big) == payload_max
         assert a.transport.send(2, b"small before")
         assert a.transport.send(2, big)
         assert a.transport.send(2, b"small after")
@@ -497,4 +497,4 @@ def test_configuration_is_checked() -> None:
     with pytest.raises(ConfigError):
         TransportConfig(backoff_initial_s=5.0, backoff_max_s=1.0)
     with pytest.raises(ConfigError):
-        TransportConfig(write_batch_bytes_max=PAYLOAD_BYTES_MAX + 1)
+        TransportConfig(write_batch_bytes_max=limits.peer_payload_bytes_max + 1)

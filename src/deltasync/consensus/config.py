@@ -76,7 +76,7 @@ class RaftConfig:
         ):
             if getattr(self, key) <= 0:
                 raise bad(key, "must be positive")
-        if self.snapshot_chunk_bytes + 1024 > limits.frame_bytes_max:
+        if self.snapshot_chunk_bytes + limits.raft_message_overhead_bytes > limits.frame_bytes_max:
             raise bad("snapshot_chunk_bytes", "a chunk must fit one frame")
-        if self.append_bytes_max + 1024 > limits.frame_bytes_max:
+        if self.append_bytes_max + limits.raft_message_overhead_bytes > limits.frame_bytes_max:
             raise bad("append_bytes_max", "an append must fit one frame")

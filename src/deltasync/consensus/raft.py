@@ -66,6 +66,7 @@ from deltasync.consensus.state import (
     SoftState,
     Status,
 )
+from deltasync.core import limits
 
 # What a leader sends: safe to send before its own Ready is persisted, because the
 # leader's term and vote are already durable and it counts its own log only once
@@ -265,8 +266,12 @@ class RaftNode:
         was lost (message loss, a change of leader) never produces a ``ReadState``, so
         the caller retries after a timeout of its own.
         """
-        if not context or len(context) > 1024:
-            return Rejected(RequestRejectReason.INVALID_READ, self.leader_id, "context must be 1..1024 bytes")
+        if not context or len(context) > limits.raft_read_context_bytes_max:
+            return Rejected(
+                RequestRejectReason.INVALID_READ,
+                self.leader_id,
+                f"context must be 1..{limits.raft_read_context_bytes_max} bytes",
+            )
         if self.role is Role.LEADER:
             return self._leader_read(context, self.id)
         if self.leader_id == NO_NODE:

@@ -1,7 +1,13 @@
 """Every limit in one place, with the relations between them asserted.
 
-A queue, batch, message or loop without a limit is a bug. Names put the unit
-last (``frame_bytes_max``).
+A queue, batch, message or loop without a limit is a bug. Names are snake_case
+and put the unit last (``frame_bytes_max``). One section per layer; a relation
+is asserted in the section of the later of the limits it relates, so every
+name it uses is already defined.
+
+Settings that an operator or a test may change (``RaftConfig.append_bytes_max``,
+``TransportConfig.queue_bytes_max`` ...) stay fields of their config classes;
+their defaults come from here.
 """
 
 from __future__ import annotations
@@ -24,24 +30,44 @@ block_commands_max = 4_096
 block_bytes_max = block_commands_max * command_bytes_max
 block_wait_ms_max = 5
 
-# --- consensus -------------------------------------------------------------
+# --- consensus (deltasync.consensus; defaults of RaftConfig) ----------------
 raft_entries_per_append_max = 256
-raft_append_bytes_max = 4 * 1024 * 1024
+raft_append_bytes_max = 4 * 1024 * 1024  # entry data in one append; a larger entry is refused
 raft_inflight_appends_max = 64
 raft_snapshot_chunk_bytes = 1024 * 1024
-
-# --- consensus: raft core (deltasync.consensus) ------------------------------
 raft_inflight_bytes_max = 32 * 1024 * 1024  # unacknowledged append bytes per follower
 raft_uncommitted_bytes_max = 64 * 1024 * 1024  # proposals refused beyond this backlog
 raft_apply_bytes_per_ready_max = 16 * 1024 * 1024  # committed entry bytes handed out per Ready
 raft_read_index_pending_max = 4_096  # queued linearizable reads on a leader
+raft_read_context_bytes_max = 1024  # the caller's tag of one linearizable read
 raft_snapshot_bytes_max = 4 * 1024 * 1024 * 1024  # a snapshot a follower will buffer
+raft_message_overhead_bytes = 1024  # a message's fields around its entries or snapshot chunk
 assert raft_inflight_bytes_max >= raft_append_bytes_max, "one full append must fit the window"
 assert raft_uncommitted_bytes_max >= raft_append_bytes_max
+assert raft_snapshot_bytes_max >= raft_snapshot_chunk_bytes
+assert block_bytes_max <= raft_append_bytes_max * raft_entries_per_append_max
 
-# --- wire ------------------------------------------------------------------
+# --- net (deltasync.net: framing, transport, handshake) ---------------------
 frame_bytes_max = 16 * 1024 * 1024
 peer_queue_frames_max = 4_096
+peer_queue_bytes_max = 32 * 1024 * 1024  # payload bytes queued for one peer
+write_batch_bytes_max = 256 * 1024  # payload bytes sealed into one record (one write)
+record_overhead_bytes = 4 + 16 + 4  # record header, MAC tag, one message header
+peer_payload_bytes_max = frame_bytes_max - record_overhead_bytes  # one message to a peer
+handshake_frame_bytes_max = 256  # any frame before the peer has authenticated
+pending_handshakes_max = 64  # inbound connections not yet authenticated, at once
+cluster_id_bytes_max = 64  # UTF-8, in every HELLO
+node_id_max = 2**64 - 1  # a HELLO carries the node id as a u64
+# HELLO = magic 4 | version 1 | kind 1 | role 1 | node id 8 | nonce 32 | id length 1 | cluster id
+handshake_hello_bytes_max = 48 + cluster_id_bytes_max
+assert frame_bytes_max <= 2**32 - 1, "a frame's length is a u32"
+assert frame_bytes_max + record_overhead_bytes <= peer_queue_bytes_max, "a largest frame must fit a queue"
+assert write_batch_bytes_max + record_overhead_bytes <= frame_bytes_max
+assert handshake_frame_bytes_max < write_batch_bytes_max
+assert handshake_hello_bytes_max <= handshake_frame_bytes_max, "a HELLO fits a handshake frame"
+assert raft_append_bytes_max + raft_message_overhead_bytes <= peer_payload_bytes_max, "an append fits one frame"
+assert raft_snapshot_chunk_bytes + raft_message_overhead_bytes <= peer_payload_bytes_max, "a chunk fits one frame"
+assert block_bytes_max <= frame_bytes_max
 
 # --- api -------------------------------------------------------------------
 http_body_bytes_max = 64 * 1024
@@ -66,21 +92,44 @@ merkle_key_bytes_max = 1024
 merkle_value_bytes_max = 1024 * 1024
 merkle_diff_keys_max = 4_096  # divergent keys named by one diff walk
 merkle_proof_bytes_max = 1024 * 1024  # a proof carries one bucket and 60 sibling hashes
+assert merkle_value_bytes_max + merkle_key_bytes_max < frame_bytes_max
 
-# --- storage (WAL, snapshots) ----------------------------------------------
+# --- storage (WAL, snapshots, data dir) ------------------------------------
 wal_record_bytes_max = block_bytes_max + 4 * 1024  # one log entry: a block plus its framing
 wal_segment_bytes_target = 64 * 1024 * 1024  # a segment is closed once it reaches this size
 wal_batch_records_max = 65_536  # records in one group commit
 wal_segments_max = 100_000
 snapshot_bytes_max = 4 * 1024 * 1024 * 1024
+snapshot_meta_bytes_max = 1024 * 1024  # a snapshot file's header (index, term, root, membership)
 snapshots_kept_default = 3
+report_name_chars_max = 100  # a halt report's file name in the data dir
+assert wal_record_bytes_max <= wal_segment_bytes_target, "a record must fit one segment"
+assert snapshots_kept_default >= 1
 
-# --- net (transport) --------------------------------------------------------
-peer_queue_bytes_max = 32 * 1024 * 1024  # payload bytes queued for one peer
-write_batch_bytes_max = 256 * 1024  # payload bytes sealed into one record (one write)
-record_overhead_bytes = 4 + 16 + 4  # record header, MAC tag, one message header
-handshake_frame_bytes_max = 256  # any frame before the peer has authenticated
-pending_handshakes_max = 64  # inbound connections not yet authenticated, at once
+# --- node (deltasync.node: sequencer, forwarding, client sessions, gateway) --
+pending_requests_max = 100_000  # commands of this node's clients waiting for their answer
+forward_batch_max = 1024  # commands in one forward message to the leader
+unforwarded_max = 50_000  # commands held while no leader is known
+results_per_session_max = 64  # answers a client session keeps for its retries
+client_sessions_max = 100_000  # sessions in the replicated table; the idlest go first
+session_idle_ns_max = 3600 * 1_000_000_000  # of block time, then the session is evicted
+gateway_connections_max = 256
+gateway_inflight_per_connection_max = 20_000
+gateway_frame_bytes_max = 1024 * 1024
+gateway_auth_timeout_s = 3.0
+client_command_overhead_bytes = 32  # session, request, origin (u64 each) and a list header
+assert forward_batch_max <= block_commands_max, "one forward message fits one block"
+assert (
+    forward_batch_max * (command_bytes_max + client_command_overhead_bytes) <= peer_payload_bytes_max
+), "a forward message fits one frame"
+assert command_bytes_max + client_command_overhead_bytes <= gateway_frame_bytes_max, (
+    "a submitted command fits one gateway frame"
+)
+assert gateway_inflight_per_connection_max <= pending_requests_max
+
+# --- sim (deltasync.sim) ----------------------------------------------------
+sim_clock_step_ns_max = 3 * 1_000_000_000  # a nemesis step of one node's clock, either way
+sim_violations_max = 200  # distinct violations one run records
 
 # --- oracle and pricing (deltasync.exchange.oracle, .svi) -------------------
 oracle_sources_max = 64  # price sources in the genesis config
@@ -91,18 +140,7 @@ svi_param_abs_max = 100 * 10**9  # |a|, |b|, |rho|, |m|, |sigma| at SVI_SCALE (1
 assert oracle_surface_slices_max * 6 * 9 + 256 <= command_bytes_max, "a full report fits a command"
 
 assert combo_legs_min <= combo_legs_max
-assert block_bytes_max <= raft_append_bytes_max * raft_entries_per_append_max
-assert raft_append_bytes_max + 1024 <= frame_bytes_max, "an append must fit one frame"
-assert raft_snapshot_chunk_bytes + 1024 <= frame_bytes_max, "a chunk must fit one frame"
 assert command_bytes_max <= http_body_bytes_max
-assert block_bytes_max <= frame_bytes_max
-assert merkle_value_bytes_max + merkle_key_bytes_max < frame_bytes_max
-assert wal_record_bytes_max <= wal_segment_bytes_target, "a record must fit one segment"
-assert snapshots_kept_default >= 1
-assert frame_bytes_max + record_overhead_bytes <= peer_queue_bytes_max, "a largest frame must fit a queue"
-assert write_batch_bytes_max + record_overhead_bytes <= frame_bytes_max
-assert raft_append_bytes_max + 1024 + record_overhead_bytes <= frame_bytes_max
-assert handshake_frame_bytes_max < write_batch_bytes_max
 
 # --- exchange: trading core (exchange/state.py) ------------------------------
 fills_per_command_max = 1_023  # trade ids are log_id sub-indexes 1..1023 of their command
@@ -115,3 +153,9 @@ assert fills_per_command_max <= fills_per_order_max and fills_per_command_max < 
 # default grid (>= 1e4 raw of premium per contract of <= 1e5 raw) keeps level sums and
 # positions below deposits_total_raw_max x 10.
 assert deposits_total_raw_max * 10 < 2**63 and order_amount_raw_max * 1_000 < 2**63
+
+
+# --- exchange ---------------------------------------------------------------
+
+
+# --- venue and api ----------------------------------------------------------

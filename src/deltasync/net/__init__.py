@@ -7,15 +7,9 @@ node layer's business. See ``transport`` (links, bounds, delivery guarantees),
 
 from deltasync.net.auth import AuthError
 from deltasync.net.framing import FrameDecoder, FrameError, FrameTooLarge
-from deltasync.net.transport import (
-    PAYLOAD_BYTES_MAX,
-    ProtocolViolation,
-    Transport,
-    TransportConfig,
-)
+from deltasync.net.transport import ProtocolViolation, Transport, TransportConfig
 
 __all__ = [
-    "PAYLOAD_BYTES_MAX",
     "AuthError",
     "FrameDecoder",
     "FrameError",

@@ -75,8 +75,6 @@ NONCE_BYTES = 32
 MAC_BYTES = 32
 TAG_BYTES = 16
 SECRET_BYTES_MIN = 16
-CLUSTER_ID_BYTES_MAX = 64
-NODE_ID_MAX = 2**64 - 1
 
 _KIND_HELLO = 1
 _KIND_PROOF = 2
@@ -85,14 +83,12 @@ _HELLO_FIXED = struct.Struct(">4sBBBQ32sB")  # ... role, node_id, nonce, cluster
 _PROOF = struct.Struct(">4sBB32s")
 _SEQ = struct.Struct(">Q")
 
-HELLO_BYTES_MAX = _HELLO_FIXED.size + CLUSTER_ID_BYTES_MAX
-
 _LABEL_PROOF_DIALER = b"deltasync/1 proof dialer\x00"
 _LABEL_PROOF_ACCEPTOR = b"deltasync/1 proof acceptor\x00"
 _LABEL_KEY_DIALER_TO_ACCEPTOR = b"deltasync/1 key dialer->acceptor\x00"
 _LABEL_KEY_ACCEPTOR_TO_DIALER = b"deltasync/1 key acceptor->dialer\x00"
 
-assert HELLO_BYTES_MAX <= limits.handshake_frame_bytes_max
+assert _HELLO_FIXED.size + limits.cluster_id_bytes_max == limits.handshake_hello_bytes_max
 assert _PROOF.size <= limits.handshake_frame_bytes_max
 assert TAG_BYTES >= 16, "a truncated HMAC keeps at least 128 bits"
 
@@ -120,9 +116,9 @@ class Hello:
     cluster_id: str
 
     def __post_init__(self) -> None:
-        assert 0 <= self.node_id <= NODE_ID_MAX, self.node_id
+        assert 0 <= self.node_id <= limits.node_id_max, self.node_id
         assert len(self.nonce) == NONCE_BYTES
-        assert 1 <= len(self.cluster_id.encode()) <= CLUSTER_ID_BYTES_MAX
+        assert 1 <= len(self.cluster_id.encode()) <= limits.cluster_id_bytes_max
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +166,7 @@ def _decode_hello(data: bytes) -> Hello:
         raise AuthError(reason="hello too short", size=len(data))
     _, _, _, role_value, node_id, nonce, name_length = _HELLO_FIXED.unpack_from(data)
     name = data[_HELLO_FIXED.size :]
-    if not 1 <= name_length <= CLUSTER_ID_BYTES_MAX or len(name) != name_length:
+    if not 1 <= name_length <= limits.cluster_id_bytes_max or len(name) != name_length:
         raise AuthError(reason="bad cluster id length", length=name_length, available=len(name))
     if role_value not in (0, 1):
         raise AuthError(reason="bad role", role=role_value)
@@ -187,8 +183,9 @@ def check_secret(secret: bytes) -> None:
 
 
 def check_cluster_id(cluster_id: str) -> None:
-    if not isinstance(cluster_id, str) or not 1 <= len(cluster_id.encode()) <= CLUSTER_ID_BYTES_MAX:
-        raise ConfigError(key="cluster_id", reason=f"needs 1..{CLUSTER_ID_BYTES_MAX} UTF-8 bytes")
+    id_bytes_max = limits.cluster_id_bytes_max
+    if not isinstance(cluster_id, str) or not 1 <= len(cluster_id.encode()) <= id_bytes_max:
+        raise ConfigError(key="cluster_id", reason=f"needs 1..{id_bytes_max} UTF-8 bytes")
 
 
 def _mac(secret: bytes, label: bytes, transcript: bytes) -> bytes:

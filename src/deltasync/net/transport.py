@@ -14,7 +14,7 @@ Wire format (see ``auth`` for the handshake and record MAC)::
     handshake frames: HELLO / PROOF                    length <= handshake_frame_bytes_max
     then, dialer -> acceptor only, one record per frame:
     record  = tag[16] | message*                       tag = HMAC(key, seq || messages)[:16]
-    message = length u32 | payload                      payload <= PAYLOAD_BYTES_MAX
+    message = length u32 | payload                      payload <= peer_payload_bytes_max
 
 Delivery is at most once and in order per link: a payload queued for a peer is
 written on the current connection or a later one; payloads inside a write that
@@ -73,7 +73,6 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 OnMessage = Callable[[int, bytes], None]
 
-PAYLOAD_BYTES_MAX = limits.frame_bytes_max - limits.record_overhead_bytes
 LOOPBACK = "127.0.0.1"
 
 _pack_header = HEADER.pack
@@ -107,7 +106,7 @@ class TransportConfig:
                 continue
             if not value > 0:
                 raise ConfigError(key=item.name, reason="must be positive", value=value)
-        if self.write_batch_bytes_max > PAYLOAD_BYTES_MAX:
+        if self.write_batch_bytes_max > limits.peer_payload_bytes_max:
             raise ConfigError(key="write_batch_bytes_max", reason="a batch must fit one frame")
         if self.backoff_initial_s > self.backoff_max_s:
             raise ConfigError(key="backoff_initial_s", reason="exceeds backoff_max_s")
@@ -335,7 +334,7 @@ class _Connection(asyncio.Protocol):
             if self.is_closing:
                 return  # replaced or removed while delivering
             body = opener.open(record)
-            payloads = split_frames(body, PAYLOAD_BYTES_MAX)
+            payloads = split_frames(body, limits.peer_payload_bytes_max)
             if not payloads:
                 raise ProtocolViolation(reason="empty record")
             owner._deliver(self.peer_id, payloads)
@@ -454,12 +453,12 @@ class Transport:
     def send(self, peer_id: int, payload: bytes) -> bool:
         """Queue a payload for a peer; False (and a counted drop) if it cannot be queued.
 
-        Never blocks. Raises ``FrameTooLarge`` for a payload over ``PAYLOAD_BYTES_MAX``:
+        Never blocks. Raises ``FrameTooLarge`` for a payload over ``limits.peer_payload_bytes_max``:
         that is a bug in the caller, whose messages must be sized to fit.
         """
         size = len(payload)
-        if size > PAYLOAD_BYTES_MAX:
-            raise FrameTooLarge(size=size, max=PAYLOAD_BYTES_MAX)
+        if size > limits.peer_payload_bytes_max:
+            raise FrameTooLarge(size=size, max=limits.peer_payload_bytes_max)
         link = self._links.get(peer_id)
         if link is None:
             if self._running:

@@ -48,6 +48,7 @@ from deltasync.consensus import (
 from deltasync.core import limits
 from deltasync.core.codec import Registry, decode, encode
 from deltasync.core.errors import CodecError, DeltasyncError, LocalError
+from deltasync.core.limits import forward_batch_max, pending_requests_max, unforwarded_max
 from deltasync.exchange.state import BlockResult, ExchangeState
 from deltasync.node.block import GENESIS_HASH, Block, BlockHeader, ClientCommand, Noop, block_hash
 from deltasync.node.sessions import Outcome, SessionTable
@@ -57,10 +58,6 @@ from deltasync.storage.snapshot import SnapshotStore, StoredSnapshot
 # Node-to-node envelope kinds (first byte of every transport payload).
 KIND_RAFT = 1
 KIND_FORWARD = 2
-
-pending_requests_max = 100_000
-forward_batch_max = 1024
-unforwarded_max = 50_000
 
 
 @dataclass(frozen=True, slots=True)

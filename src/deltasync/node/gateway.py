@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from deltasync.core.codec import decode, encode, encode_trusted
 from deltasync.core.errors import DeltasyncError
+from deltasync.core.limits import gateway_auth_timeout_s as auth_timeout_s
+from deltasync.core.limits import gateway_connections_max as connections_max
+from deltasync.core.limits import gateway_frame_bytes_max
+from deltasync.core.limits import gateway_inflight_per_connection_max as inflight_per_connection_max
 from deltasync.net.framing import FrameDecoder, encode_frame
 from deltasync.node.driver import Answer
 
@@ -43,10 +47,6 @@ OP_STATUS = 2
 OP_READ = 3
 OP_ROOT = 4  # [req_id, OP_ROOT, height] -> [height, root, time_ns] or None
 OP_BALANCE = 5  # [req_id, OP_BALANCE, account] -> [cash, deposited, withdrawn] or None
-inflight_per_connection_max = 20_000
-connections_max = 256
-gateway_frame_bytes_max = 1024 * 1024
-auth_timeout_s = 3.0
 
 
 def _mac(secret: bytes, nonce: bytes) -> bytes:

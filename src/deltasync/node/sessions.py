@@ -8,7 +8,7 @@ requests. A request id at or below the session's low-water mark whose result
 has been evicted is answered with ``Outcome.EXPIRED`` (it *was* applied; its
 answer is gone) instead of being applied again. Sessions idle for longer
 than ``session_idle_ns_max`` of block time are evicted, oldest first; the
-eviction order depends only on replicated values.
+eviction order depends only on replicated values. The limits live in ``core.limits``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-results_per_session_max = 64
-sessions_max = 100_000
-session_idle_ns_max = 3600 * 1_000_000_000
+from deltasync.core.limits import client_sessions_max, results_per_session_max, session_idle_ns_max
 
 
 class Outcome(Enum):
@@ -77,7 +75,7 @@ class SessionTable:
         ]
         for sid in idle:
             del self._sessions[sid]
-        excess = len(self._sessions) - sessions_max
+        excess = len(self._sessions) - client_sessions_max
         if excess > 0:
             oldest = sorted(self._sessions, key=lambda sid: (self._sessions[sid].last_active_ns, sid))
             for sid in oldest[:excess]:

@@ -18,10 +18,11 @@ import random
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from deltasync.core import limits
+
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
 PPM = 1_000_000
-CLOCK_STEP_NS_MAX = 3 * NS_PER_S
 CONVERGE_NS = 2 * NS_PER_S  # at the end, running nodes must reach the height of this long before
 
 
@@ -93,7 +94,7 @@ class SimConfig:
         """How far any node's clock can be from true time during the run."""
         run_ns = self.safety_ns + self.liveness_bound_ns + self.settle_ns
         offset = max(abs(o) for o in self.clock_offset_ns) + (
-            CLOCK_STEP_NS_MAX if self.clock_step_ppm else 0
+            limits.sim_clock_step_ns_max if self.clock_step_ppm else 0
         )
         drift = max(abs(d) for d in self.clock_drift_ppm) * run_ns // PPM
         return offset + drift

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltasync.consensus import Role
+from deltasync.core import limits
 from deltasync.core.errors import DeltasyncError
 from deltasync.core.fixed import Price
 from deltasync.core.timeutil import days_from_civil
@@ -54,7 +55,7 @@ from deltasync.exchange.settlement import InstrumentSettled
 from deltasync.exchange.state import BlockResult, ExchangeState
 from deltasync.node.driver import Answer, CommandCodec, NodeCore, NodeSettings, Output
 from deltasync.sim.clock import NodeClock
-from deltasync.sim.config import CLOCK_STEP_NS_MAX, CONVERGE_NS, NS_PER_S, PPM, SimConfig, stream
+from deltasync.sim.config import CONVERGE_NS, NS_PER_S, PPM, SimConfig, stream
 from deltasync.sim.disk import SimDisk
 from deltasync.sim.linearizability import REJECTED, Operation
 from deltasync.sim.network import SimNetwork
@@ -722,7 +723,7 @@ class Simulator:
 
     def _violation(self, text: str) -> None:
         full = f"t={(self.now - self.start_ns) / NS_PER_S:.3f}s {text}"
-        if full not in self.violations and len(self.violations) < 200:
+        if full not in self.violations and len(self.violations) < limits.sim_violations_max:
             self.violations.append(full)
             self._trace.update(text.encode())
 
@@ -759,7 +760,7 @@ class Simulator:
         if (rng := self._chance("clock_step", config.clock_step_ppm)) and up:
             node = self.nodes[rng.choice(up)]
             # a step re-sets the offset around the node's original one (steps do not accumulate)
-            step_ns = rng.randrange(-CLOCK_STEP_NS_MAX, CLOCK_STEP_NS_MAX + 1)
+            step_ns = rng.randrange(-limits.sim_clock_step_ns_max, limits.sim_clock_step_ns_max + 1)
             offset_ns = config.clock_offset_ns[node.node_id - 1] + step_ns
             node.clock = NodeClock(node.clock.origin_ns, offset_ns, node.clock.drift_ppm)
             self.stats["clock_steps"] += 1

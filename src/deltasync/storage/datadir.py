@@ -26,7 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from deltasync.core.errors import ConfigError
-from deltasync.core.limits import snapshots_kept_default, wal_segment_bytes_target
+from deltasync.core.limits import (
+    report_name_chars_max,
+    snapshots_kept_default,
+    wal_segment_bytes_target,
+)
 from deltasync.storage.atomic import write_atomic
 from deltasync.storage.errors import CorruptStateError, StorageUsageError
 from deltasync.storage.fs import FileSystem, OsFileSystem
@@ -39,7 +43,8 @@ LOCK_FILENAME = "LOCK"
 RAFT_DIRNAME = "raft"
 SNAPSHOTS_DIRNAME = "snapshots"
 REPORTS_DIRNAME = "reports"
-_REPORT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_REPORT_NAME_CHARS = f"[A-Za-z0-9_.-]{{1,{report_name_chars_max}}}"
+_REPORT_NAME = re.compile(f"^{_REPORT_NAME_CHARS}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +175,7 @@ class DataDir:
     def write_report(self, name: str, report: dict[str, Any]) -> str:
         """Write ``reports/<name>.json`` atomically; returns its path."""
         if not _REPORT_NAME.match(name):
-            raise StorageUsageError(reason="report name must be [A-Za-z0-9_.-]{1,100}", name=name)
+            raise StorageUsageError(reason=f"report name must be {_REPORT_NAME_CHARS}", name=name)
         self.fs.makedirs(self.reports_dir)
         path = f"{self.reports_dir}/{name}.json"
         write_atomic(self.fs, path, (json.dumps(report, sort_keys=True, indent=2) + "\n").encode())

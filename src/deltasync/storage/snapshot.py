@@ -26,7 +26,11 @@ from dataclasses import dataclass
 
 from deltasync.core import codec
 from deltasync.core.errors import CodecError
-from deltasync.core.limits import snapshot_bytes_max, snapshots_kept_default
+from deltasync.core.limits import (
+    snapshot_bytes_max,
+    snapshot_meta_bytes_max,
+    snapshots_kept_default,
+)
 from deltasync.storage.atomic import TEMP_SUFFIX, write_atomic
 from deltasync.storage.errors import CorruptSnapshotError, StorageUsageError
 from deltasync.storage.fs import FileSystem, OsFileSystem
@@ -35,7 +39,6 @@ SNAPSHOT_MAGIC = b"DSYNCSNP"
 SNAPSHOT_VERSION = 1
 SNAPSHOT_SUFFIX = ".snap"
 _PREFIX = struct.Struct("<8sII")
-_META_BYTES_MAX = 1024 * 1024
 
 RootFunction = Callable[[bytes], bytes]
 
@@ -93,7 +96,7 @@ def decode_snapshot(
         raise fail("wrong magic", found=magic)
     if version != SNAPSHOT_VERSION:
         raise fail("unsupported version", version=version)
-    if meta_len > _META_BYTES_MAX or _PREFIX.size + meta_len > len(data):
+    if meta_len > snapshot_meta_bytes_max or _PREFIX.size + meta_len > len(data):
         raise fail("meta length out of range", meta_len=meta_len)
     try:
         meta = codec.decode(data[_PREFIX.size : _PREFIX.size + meta_len], canonical=True)
