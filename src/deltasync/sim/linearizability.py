@@ -86,50 +86,79 @@ class KeyResult:
     explored: int
 
 
-def check_operations(
-    ops: Sequence[Operation], initial: int = 0, step: Step = balance_step, budget: int = 2_000_000
-) -> tuple[bool | None, int]:
-    """Wing-Gong-Lowe search over one key's operations. Returns (verdict, states explored)."""
-    n = len(ops)
-    if n == 0:
-        return True, 0
-    end_time = max(op.invoke_ns for op in ops)
-    end_time = max([end_time] + [op.return_ns for op in ops if op.return_ns is not None]) + 1
-    # entries: (time, 0 call / 1 return, op index); calls sort before returns at equal times
-    raw = [(op.invoke_ns, 0, i) for i, op in enumerate(ops)]
-    raw += [(end_time if op.return_ns is None else op.return_ns, 1, i) for i, op in enumerate(ops)]
-    raw.sort()
-    m = len(raw)
-    # a doubly linked list over positions 1..m; 0 is the head sentinel, m + 1 the end
-    is_call = [False] * (m + 2)
-    op_at = [0] * (m + 2)
-    return_pos = [0] * n
-    for pos, (_, kind, index) in enumerate(raw, start=1):
-        is_call[pos] = kind == 0
-        op_at[pos] = index
-        if kind == 1:
-            return_pos[index] = pos
-    nxt = list(range(1, m + 3))
-    prv = [0] + list(range(0, m + 1))
-    end = m + 1
+@dataclass(slots=True)
+class _Entries:
+    """Lowe's doubly linked list of call and return entries, in time order.
 
-    def lift(pos: int) -> None:
-        ret = return_pos[op_at[pos]]
+    Positions 1..m hold the entries (calls before returns at equal times); 0 is
+    the head sentinel and ``end`` (m + 1) the tail. Lifting a call takes it and
+    its return out of the list (the operation is linearized); unlifting puts both
+    back where they were.
+    """
+
+    is_call: list[bool]
+    op_at: list[int]  # the operation index of each position
+    return_pos: list[int]  # the position of each operation's return
+    nxt: list[int]
+    prv: list[int]
+    end: int
+
+    @staticmethod
+    def of(ops: Sequence[Operation]) -> _Entries:
+        end_time = max(op.invoke_ns for op in ops)
+        end_time = max([end_time] + [op.return_ns for op in ops if op.return_ns is not None]) + 1
+        # (time, 0 call / 1 return, op index): calls sort before returns at equal times
+        raw = [(op.invoke_ns, 0, i) for i, op in enumerate(ops)]
+        raw += [(end_time if op.return_ns is None else op.return_ns, 1, i) for i, op in enumerate(ops)]
+        raw.sort()
+        m = len(raw)
+        is_call = [False] * (m + 2)
+        op_at = [0] * (m + 2)
+        return_pos = [0] * len(ops)
+        for pos, (_, kind, index) in enumerate(raw, start=1):
+            is_call[pos] = kind == 0
+            op_at[pos] = index
+            if kind == 1:
+                return_pos[index] = pos
+        return _Entries(is_call, op_at, return_pos, list(range(1, m + 3)), [0, *range(0, m + 1)], m + 1)
+
+    def lift(self, pos: int) -> None:
+        nxt, prv = self.nxt, self.prv
+        ret = self.return_pos[self.op_at[pos]]
         nxt[prv[pos]] = nxt[pos]
         prv[nxt[pos]] = prv[pos]
         nxt[prv[ret]] = nxt[ret]
         prv[nxt[ret]] = prv[ret]
 
-    def unlift(pos: int) -> None:
-        ret = return_pos[op_at[pos]]
+    def unlift(self, pos: int) -> None:
+        nxt, prv = self.nxt, self.prv
+        ret = self.return_pos[self.op_at[pos]]
         nxt[prv[ret]] = ret
         prv[nxt[ret]] = ret
         nxt[prv[pos]] = pos
         prv[nxt[pos]] = pos
 
+
+def check_operations(
+    ops: Sequence[Operation], initial: int = 0, step: Step = balance_step, budget: int = 2_000_000
+) -> tuple[bool | None, int]:
+    """Wing-Gong-Lowe search over one key's operations. Returns (verdict, states explored)."""
+    if not ops:
+        return True, 0
+    entries = _Entries.of(ops)
+    is_call, op_at, nxt, end = entries.is_call, entries.op_at, entries.nxt, entries.end
+    cache: set[tuple[int, int]] = set()  # (linearized set, state) already explored
+
+    def first_unexplored(linearized: int, candidates: tuple[int, ...], start: int) -> int:
+        for choice in range(start, len(candidates)):
+            key = (linearized, candidates[choice])
+            if key not in cache:
+                cache.add(key)
+                return choice
+        return -1
+
     state = initial
-    linearized = 0
-    cache: set[tuple[int, int]] = set()
+    linearized = 0  # bit i set: operation i is linearized
     stack: list[tuple[int, int, int, tuple[int, ...], int]] = []
     explored = 0
     pos = nxt[0]
@@ -138,45 +167,26 @@ def check_operations(
         if explored > budget:
             return None, explored
         if is_call[pos]:
-            index = op_at[pos]
-            bit = 1 << index
-            candidates = step(state, ops[index])
-            moved = False
-            for choice, candidate in enumerate(candidates):
-                key = (linearized | bit, candidate)
-                if key not in cache:
-                    cache.add(key)
-                    stack.append((pos, state, linearized, candidates, choice))
-                    lift(pos)
-                    state, linearized = candidate, linearized | bit
-                    pos = nxt[0]
-                    moved = True
-                    break
-            if not moved:
-                pos = nxt[pos]
-            continue
-        # a return whose call is not linearized yet: undo the last choice
-        while True:
+            # linearize this call next, in the first of its outcomes not yet explored
+            state0, linearized0, start = state, linearized, 0
+            candidates = step(state, ops[op_at[pos]])
+        else:
+            # a return whose call is not linearized yet: undo the last choice, try its next outcome
             if not stack:
                 return False, explored
-            top, state0, linearized0, candidates, choice = stack.pop()
-            unlift(top)
-            bit = 1 << op_at[top]
-            moved = False
-            for later in range(choice + 1, len(candidates)):
-                key = (linearized0 | bit, candidates[later])
-                if key not in cache:
-                    cache.add(key)
-                    stack.append((top, state0, linearized0, candidates, later))
-                    lift(top)
-                    state, linearized = candidates[later], linearized0 | bit
-                    pos = nxt[0]
-                    moved = True
-                    break
-            if not moved:
-                state, linearized = state0, linearized0
-                pos = nxt[top]
-            break
+            pos, state0, linearized0, candidates, choice = stack.pop()
+            entries.unlift(pos)
+            start = choice + 1
+        bit = 1 << op_at[pos]
+        choice = first_unexplored(linearized0 | bit, candidates, start)
+        if choice < 0:
+            state, linearized = state0, linearized0
+            pos = nxt[pos]
+            continue
+        stack.append((pos, state0, linearized0, candidates, choice))
+        entries.lift(pos)
+        state, linearized = candidates[choice], linearized0 | bit
+        pos = nxt[0]
     return True, explored
 
 

@@ -89,6 +89,41 @@ _EVENT = struct.Struct("<qqBqq")
 
 CLIENT_LINK_NS = 300_000  # client <-> gateway one-way latency
 
+STAT_NAMES = (
+    "crashes",
+    "restarts",
+    "partitions",
+    "heals",
+    "lost_fsyncs",
+    "bit_flips",
+    "torn_crashes",
+    "refused_starts",
+    "ops_ok",
+    "ops_indeterminate",
+    "retries",
+    "reads",
+    "blocks_applied",
+    "expiries",
+    "snapshots_installed",
+    "amnesia",
+    "disk_errors",
+    "disk_error_stops",
+    "clock_steps",
+    "pauses",
+    "transfers",
+    "market_jumps",
+    "oracle_pauses",
+    "index_updates",
+    "breaker_trips",
+    "breaker_resets",
+    "reports_rejected",
+    "reports_accepted",
+    "liquidations",
+    "socialized_losses",
+    "settlements",
+    "margin_mode_changes",
+)
+
 
 class CheckedExchangeState(ExchangeState):
     """The exchange with its invariants checked after every applied block."""
@@ -212,6 +247,54 @@ def first_expiry_ns() -> int:
     return expiry_ns_of(days_from_civil(2026, 11, 27))
 
 
+def node_settings(config: SimConfig) -> NodeSettings:
+    return NodeSettings(
+        election_ticks=config.election_ticks,
+        heartbeat_ticks=config.heartbeat_ticks,
+        snapshot_every_blocks=config.snapshot_every_blocks,
+        idle_block_ns=config.idle_block_ns,
+        forward_retry_ns=config.forward_retry_ns,
+        request_timeout_ns=config.request_timeout_ns,
+    )
+
+
+def oracle_keys(config: SimConfig) -> dict[str, bytes]:
+    """Each oracle source's signing key, by source id (none without oracle sources)."""
+    if not config.oracle_sources:
+        return {}
+    key_rng = stream(config.seed, "oracle/keys")
+    return {f"src{i}": key_rng.randbytes(32) for i in range(config.oracle_sources)}
+
+
+def workload_clients(config: SimConfig) -> list[WorkloadClient]:
+    """The funding clients, then the trading clients (client ids from 0)."""
+    clients = []
+    for index in range(config.funding_clients + config.trading_clients):
+        trading = index >= config.funding_clients
+        account = TRADING_ACCOUNT_BASE + index if trading else FUNDING_ACCOUNT_BASE
+        client_rng = stream(config.seed, f"client/{index}")
+        client = WorkloadClient(index, SESSION_BASE + index, account, trading, client_rng)
+        if trading and config.oracle_sources:
+            # the full venue margins positions: small accounts can be liquidated
+            client.deposit_whole = client_rng.choice((10_000_000, 20_000, 3_000))
+            client.margin_modes = True
+        clients.append(client)
+    return clients
+
+
+def oracle_feeders(config: SimConfig, sources: list[str]) -> list[WorkloadClient]:
+    """One client per oracle source, numbered after the workload's clients."""
+    first = config.funding_clients + config.trading_clients
+    feeders = []
+    for index, source in enumerate(sources, start=first):
+        feeder = WorkloadClient(
+            index, SESSION_BASE + index, 0, False, stream(config.seed, f"client/{index}")
+        )
+        feeder.oracle_source = source
+        feeders.append(feeder)
+    return feeders
+
+
 class Simulator:
     def __init__(self, config: SimConfig, hooks: SimHooks | None = None) -> None:
         self.config = config
@@ -225,22 +308,8 @@ class Simulator:
         self.codec = CommandCodec(list(COMMAND_REGISTRIES), list(EVENT_REGISTRIES))
         self.network = SimNetwork(config, self.rng_net)
         self.voters = tuple(range(1, config.nodes + 1))
-        self.nodes: dict[int, SimNode] = {}
-        for node_id in self.voters:
-            clock = NodeClock(
-                self.start_ns,
-                config.clock_offset_ns[node_id - 1],
-                config.clock_drift_ppm[node_id - 1],
-            )
-            self.nodes[node_id] = SimNode(node_id, clock, SimDisk())
-        self.settings = NodeSettings(
-            election_ticks=config.election_ticks,
-            heartbeat_ticks=config.heartbeat_ticks,
-            snapshot_every_blocks=config.snapshot_every_blocks,
-            idle_block_ns=config.idle_block_ns,
-            forward_retry_ns=config.forward_retry_ns,
-            request_timeout_ns=config.request_timeout_ns,
-        )
+        self.nodes = {node_id: self._new_node(node_id) for node_id in self.voters}
+        self.settings = node_settings(config)
         self.names = instruments()
         # the event loop
         self.now = self.start_ns
@@ -267,74 +336,29 @@ class Simulator:
         self.finished_ops: dict[int, int] = {}  # op id -> when it completed with a known outcome
         self.first_block_after_healing_ns: int | None = None
         self.log: list[str] = []  # nemesis and notable events, for the summary
-        self.stats: dict[str, int] = {
-            "crashes": 0,
-            "restarts": 0,
-            "partitions": 0,
-            "heals": 0,
-            "lost_fsyncs": 0,
-            "bit_flips": 0,
-            "torn_crashes": 0,
-            "refused_starts": 0,
-            "ops_ok": 0,
-            "ops_indeterminate": 0,
-            "retries": 0,
-            "reads": 0,
-            "blocks_applied": 0,
-            "expiries": 0,
-            "snapshots_installed": 0,
-            "amnesia": 0,
-            "disk_errors": 0,
-            "disk_error_stops": 0,
-            "clock_steps": 0,
-            "pauses": 0,
-            "transfers": 0,
-            "market_jumps": 0,
-            "oracle_pauses": 0,
-            "index_updates": 0,
-            "breaker_trips": 0,
-            "breaker_resets": 0,
-            "reports_rejected": 0,
-            "reports_accepted": 0,
-            "liquidations": 0,
-            "socialized_losses": 0,
-            "settlements": 0,
-            "margin_mode_changes": 0,
-        }
-        self.clients: list[WorkloadClient] = []
-        session = SESSION_BASE
-        for index in range(config.funding_clients + config.trading_clients):
-            trading = index >= config.funding_clients
-            account = TRADING_ACCOUNT_BASE + index if trading else FUNDING_ACCOUNT_BASE
-            client_rng = stream(seed, f"client/{index}")
-            client = WorkloadClient(index, session + index, account, trading, client_rng)
-            if trading and config.oracle_sources:
-                # the full venue margins positions: small accounts can be liquidated
-                client.deposit_whole = client_rng.choice((10_000_000, 20_000, 3_000))
-                client.margin_modes = True
-            self.clients.append(client)
+        self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         # With oracle sources the nodes run the full venue (oracle, margin, settlement,
         # liquidation: ``exchange.assembly``); without, the trading core alone.
+        self.oracle_keys = oracle_keys(config)
         self.oracle: dict[str, Any] | None = None
-        self.oracle_keys: dict[str, bytes] = {}
-        if config.oracle_sources:
-            key_rng = stream(seed, "oracle/keys")
-            names = [f"src{i}" for i in range(config.oracle_sources)]
-            self.oracle_keys = {name: key_rng.randbytes(32) for name in names}
+        if self.oracle_keys:
             self.oracle = oracle_dict(self.oracle_keys, config.oracle_staleness_ns)
         self.genesis = sim_genesis(config, self.start_ns - NS_PER_S, self.oracle)
-        if config.oracle_sources:
-            for name in names:
-                index = len(self.clients)
-                client = WorkloadClient(index, session + index, 0, False, stream(seed, f"client/{index}"))
-                client.oracle_source = name
-                self.clients.append(client)
         self.market_raw = Price.whole(100_000).raw  # the "true" BTC price the sources observe
         self.oracle_paused_until_ns = 0
+        # the workload's clients, then one feeder per oracle source
+        self.clients = workload_clients(config) + oracle_feeders(config, list(self.oracle_keys))
         self._client_of_session = {c.session: c for c in self.clients}
         self._op_ids = 0
         self._tokens = 0  # attempt tokens, unique over the run (stale timers must not match)
         self._read_tokens: dict[bytes, tuple[int, int]] = {}
+
+    def _new_node(self, node_id: int) -> SimNode:
+        config = self.config
+        clock = NodeClock(
+            self.start_ns, config.clock_offset_ns[node_id - 1], config.clock_drift_ppm[node_id - 1]
+        )
+        return SimNode(node_id, clock, SimDisk())
 
     # --- the event loop ----------------------------------------------------------------
 

@@ -211,6 +211,21 @@ class RaftStorage:
         return storage, recovered
 
     def _replay(self) -> list[str]:
+        """Rebuild the hard state and the entries from the WAL; returns the repairs made."""
+        self._read_wal()
+        repairs = self._drop_entries_the_snapshot_covers()
+        hard = self._hard
+        last = self.last_index()
+        if hard.commit > last:
+            # The entries a commit index points at were lost with a torn tail; they were
+            # never acknowledged, and the leader will send them again.
+            repairs.append(f"commit index {hard.commit} lowered to the last index held {last}")
+            # In memory only: the next hard state saved carries the lowered commit.
+            self._hard = HardState(hard.term, hard.vote, last)
+        return repairs
+
+    def _read_wal(self) -> None:
+        """Every record in order: hard states merge, entries append or overwrite a suffix."""
         hard = self._hard
         entries = self._entries
         seqs = self._seqs
@@ -243,8 +258,12 @@ class RaftStorage:
                 del seqs[max(keep, 0) :]
             entries.append(record)
             seqs.append(seq)
+        self._hard = hard
 
-        repairs: list[str] = []
+    def _drop_entries_the_snapshot_covers(self) -> list[str]:
+        """Keep only the entries after the compaction point, or none if a snapshot replaced them."""
+        entries = self._entries
+        seqs = self._seqs
         snapshot = self._snapshot_index
         if entries and entries[0].index > snapshot + 1:
             raise CorruptStateError(
@@ -253,34 +272,25 @@ class RaftStorage:
                 snapshot_index=snapshot,
                 first_entry=entries[0].index,
             )
-        stale = False
-        if entries and entries[0].index <= snapshot:
-            if (
-                entries[-1].index < snapshot
-                or entries[snapshot - entries[0].index].term != self._snapshot_term
-            ):
-                stale = True  # a snapshot replaced this log; its entries are not ours any more
-            else:
-                drop = snapshot - entries[0].index + 1
-                del entries[:drop]
-                del seqs[:drop]
-        self._hard = hard
-        if stale:
-            if not self._read_only:
-                self._write_state()
-                self._wal.truncate_after(seqs[0] - 1)
-            verb = "would drop" if self._read_only else "dropped"
-            repairs.append(f"{verb} {len(entries)} log entries replaced by snapshot {snapshot}")
-            entries.clear()
-            del seqs[:]
-        last = entries[-1].index if entries else snapshot
-        if hard.commit > last:
-            # The entries a commit index points at were lost with a torn tail; they were
-            # never acknowledged, and the leader will send them again.
-            repairs.append(f"commit index {hard.commit} lowered to the last index held {last}")
-            # In memory only: the next hard state saved carries the lowered commit.
-            self._hard = HardState(hard.term, hard.vote, last)
-        return repairs
+        if not entries or entries[0].index > snapshot:
+            return []
+        if (
+            entries[-1].index >= snapshot
+            and entries[snapshot - entries[0].index].term == self._snapshot_term
+        ):
+            drop = snapshot - entries[0].index + 1
+            del entries[:drop]
+            del seqs[:drop]
+            return []
+        # a snapshot replaced this log; its entries are not ours any more
+        if not self._read_only:
+            self._write_state()
+            self._wal.truncate_after(seqs[0] - 1)
+        verb = "would drop" if self._read_only else "dropped"
+        dropped = len(entries)
+        entries.clear()
+        del seqs[:]
+        return [f"{verb} {dropped} log entries replaced by snapshot {snapshot}"]
 
     # --- reads ------------------------------------------------------------------------
 
