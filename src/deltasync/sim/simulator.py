@@ -71,6 +71,8 @@ from deltasync.sim.workload import (
     instruments,
 )
 from deltasync.storage.errors import StorageError
+from deltasync.storage.raft_log import RaftStorage, RecoveredLog
+from deltasync.storage.snapshot import SnapshotStore
 
 # event kinds (ints: cheap to hash and compare)
 EV_TICK = 1
@@ -503,9 +505,6 @@ class Simulator:
         self.adjustments[result.height] = changes
 
     def _start(self, node_id: int) -> None:
-        from deltasync.storage.raft_log import RaftStorage
-        from deltasync.storage.snapshot import SnapshotStore
-
         node = self.nodes[node_id]
         node.incarnation += 1
         base = f"/n{node_id}"
@@ -548,7 +547,7 @@ class Simulator:
             node.incarnation,
         )
 
-    def _check_durable(self, node: SimNode, recovered: Any) -> None:
+    def _check_durable(self, node: SimNode, recovered: RecoveredLog) -> None:
         assert node.durable is not None
         term, vote, last_index = node.durable
         hard = recovered.hard_state
