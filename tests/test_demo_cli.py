@@ -15,7 +15,7 @@ def test_demo_short_run(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_is_deterministic_for_a_seed() -> None:
-    from deltasync.cli.demo import run_scenario
+    from deltasync.demo.in_process import run_scenario
 
     first = run_scenario(seed=3, blocks_max=10)
     second = run_scenario(seed=3, blocks_max=10)

@@ -63,7 +63,7 @@ def test_demo_runs_a_cluster_through_the_scenario(tmp_path: Path) -> None:
 def test_demo_refuses_bad_arguments() -> None:
     import argparse
 
-    from deltasync.cli.demo_cluster import add_arguments, run
+    from deltasync.cli.demo import add_arguments, run
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -74,7 +74,7 @@ def test_demo_refuses_bad_arguments() -> None:
 def test_demo_leaves_an_existing_cluster_alone(tmp_path: Path) -> None:
     import argparse
 
-    from deltasync.cli.demo_cluster import add_arguments, run
+    from deltasync.cli.demo import add_arguments, run
 
     (tmp_path / "cluster.json").write_text("{}")
     parser = argparse.ArgumentParser()
@@ -84,7 +84,7 @@ def test_demo_leaves_an_existing_cluster_alone(tmp_path: Path) -> None:
 
 
 def test_plan_places_the_milestones_in_order() -> None:
-    from deltasync.cli.demo_cluster import Plan
+    from deltasync.demo.scenario import Plan
 
     for duration in (20.0, 60.0, 300.0):
         plan = Plan(duration)
@@ -104,7 +104,7 @@ def _good_summary() -> dict[str, object]:
 
 
 def test_verdict_fails_the_run_on_divergence_halts_and_broken_invariants() -> None:
-    from deltasync.cli.demo_cluster import verdict
+    from deltasync.demo.summary import verdict
 
     good = verdict(_good_summary())
     assert good["ok"] is True and good["problems"] == [] and good["warnings"] == []
@@ -127,9 +127,10 @@ def test_verdict_fails_the_run_on_divergence_halts_and_broken_invariants() -> No
 
 
 def test_watch_finds_halt_reports(tmp_path: Path) -> None:
-    from deltasync.cli.demo_cluster import Watch
+    from deltasync.cli import cluster
+    from deltasync.demo.cluster import Watch
 
-    watch = Watch(tmp_path, {})
+    watch = Watch(tmp_path, {}, cluster)
     assert watch.halts() == []
     reports = tmp_path / "node2" / "reports"
     reports.mkdir(parents=True)

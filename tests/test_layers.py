@@ -24,6 +24,7 @@ ALLOWED = {
     "api": {"core", "consensus", "commitment", "exchange", "storage", "net", "node"},
     "sim": {"core", "consensus", "commitment", "exchange", "storage", "node"},
     "client": {"core"},
+    "demo": {"core", "consensus", "commitment", "exchange", "storage", "net", "node", "venue", "api", "client"},
     "cli": {"*"},
 }
 PURE = {"core", "consensus", "commitment", "exchange"}

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deltasync.cli.demo import MarketScenario
 from deltasync.core.codec import encode
+from deltasync.demo.in_process import MarketScenario
 from deltasync.exchange.commands import COMMANDS
 from deltasync.exchange.genesis import default_genesis
 from deltasync.exchange.state import ExchangeState

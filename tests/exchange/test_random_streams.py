@@ -7,8 +7,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deltasync.cli.demo import MarketScenario, run_scenario
 from deltasync.core.fixed import Amount, Price, Quantity
+from deltasync.demo.in_process import MarketScenario, run_scenario
 from deltasync.exchange.commands import (
     COMMANDS,
     CancelAll,

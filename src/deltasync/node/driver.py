@@ -23,7 +23,6 @@ id, so they apply at most once) until they are answered or time out.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +49,8 @@ from deltasync.core.codec import Registry, decode, encode
 from deltasync.core.errors import CodecError, DeltasyncError, LocalError
 from deltasync.core.limits import forward_batch_max, pending_requests_max, unforwarded_max
 from deltasync.exchange.state import BlockResult, ExchangeState
-from deltasync.node.block import GENESIS_HASH, Block, BlockHeader, ClientCommand, Noop, block_hash
+from deltasync.node.block import Block, BlockHeader, ClientCommand, Noop, block_hash
+from deltasync.node.chain import ChainTip, Verdict, check_block, divergence_report
 from deltasync.node.sessions import Outcome, SessionTable
 from deltasync.storage.raft_log import RaftStorage, RecoveredLog
 from deltasync.storage.snapshot import SnapshotStore, StoredSnapshot
@@ -137,12 +137,6 @@ class CommandCodec:
         return self._decode(self.events, wire)
 
 
-@dataclass(slots=True)
-class ChainTip:
-    height: int = 0
-    time_ns: int = 0
-    last_hash: bytes = GENESIS_HASH
-    state_root: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -535,32 +529,15 @@ class NodeCore:
         except CodecError:
             return  # every replica skips the same malformed entry
         header = block.header
-        tip = self.tip
-        if (
-            header.height != tip.height + 1
-            or header.prev_hash != tip.last_hash
-            or header.time_ns < tip.time_ns
-        ):
+        verdict = check_block(self.tip, header)
+        if verdict is Verdict.STALE:
             # A block proposed on a stale tip (e.g. by a deposed leader): skipped by all.
             for command in block.commands:
                 if command.origin == self.id:
                     self._answer(command, 0, (), "stale_block", out)
             return
-        if header.state_root != tip.state_root:
-            self.halted = {
-                "reason": "state root mismatch",
-                "height": header.height - 1,
-                "expected_root": header.state_root.hex(),
-                "own_root": tip.state_root.hex(),
-                "proposer": header.proposer,
-                "raft_index": entry.index,
-                # Every earlier root agreed, so the divergence lies among the keys the
-                # last block changed (here or on the proposer): the first ones, sorted.
-                "divergent_key_candidates": [
-                    {"key": key.hex(), "value_sha256": _value_digest(self.machine.merkle.get(key))}
-                    for key in self.machine.merkle.last_changed_keys()[:32]
-                ],
-            }
+        if verdict is Verdict.DIVERGED:
+            self.halted = divergence_report(self.tip, header, self.machine, entry.index)
             return
         commands: list[Any] = []
         applied_positions: list[int] = []
@@ -654,7 +631,3 @@ class NodeCore:
             "voters": list(status.conf_state.voters),
             "halted": None if self.halted is None else self.halted["reason"],
         }
-
-
-def _value_digest(value: bytes | None) -> str | None:
-    return None if value is None else hashlib.sha256(value).hexdigest()

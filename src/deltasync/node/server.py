@@ -297,22 +297,26 @@ class NodeServer:
         raise RequestTimeout(reason=last_problem)
 
     async def _demo_oracle(self) -> None:
-        """Demo clusters only: while leader, publish signed reports from the public demo
-        sources every second (a slow random walk from the genesis reference prices), so a
-        quickstart can trade at once. They enter the log like any client's commands."""
-        from deltasync.core.fixed import Price
-        from deltasync.exchange.assembly import demo_reports
+        """Demo clusters only: while leader, submit the demo oracle's signed reports every
+        second (the genesis reference prices walking slowly), so a quickstart can trade
+        at once. They enter the log like any client's commands. A follower's oracle
+        keeps walking, so a new leader continues from where prices are."""
+        from deltasync.node.demo_oracle import DemoOracle, DemoOracleOptions
 
-        walk = random.Random(self.config.seed)
-        prices = {spec.name: spec.reference_price_raw for spec in self.genesis.underlyings}
+        vol_per_sqrt_wall_s = 0.0012  # whatever the block clock's rate
+        vol = vol_per_sqrt_wall_s / self.core.settings.block_time_rate**0.5
+        oracle = DemoOracle(
+            random.Random(self.config.seed),
+            {spec.name: spec.reference_price_raw for spec in self.genesis.underlyings},
+            DemoOracleOptions(vol_per_sqrt_s=vol),
+        )
         while True:
             await asyncio.sleep(1.0)
-            if self.core.raft.role.value != "leader":
-                continue
-            for name in prices:
-                prices[name] = max(1, prices[name] * (10_000 + walk.randint(-20, 20)) // 10_000)
             now = self.core.settings.block_time(time.time_ns())
-            for report in demo_reports({n: Price(p) for n, p in prices.items()}, now):
+            if self.core.raft.role.value != "leader":
+                oracle.advance(now)
+                continue
+            for report in oracle.reports(now):
                 try:
                     await self.submit(report)
                 except RequestTimeout:
