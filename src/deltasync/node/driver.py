@@ -73,16 +73,24 @@ class Answer:
     request: int
     height: int  # 0 if not applied
     events: tuple[Any, ...]  # the exchange's event objects
-    error: str | None = None  # "expired", "timeout", "malformed", "stale_block"
+    error: str | None = None  # "expired", "timeout", "malformed", "stale_block"; the shell: "stopped"
 
 
 @dataclass(frozen=True, slots=True)
 class AppliedBlock:
+    """One applied block: every client command it carried, with what it did.
+
+    A fresh command's events are ``result.events[i]`` for ``commands[i]``; a
+    command applied before (a retry under the same session and request) is in
+    ``retried`` with its original height and events, from the session table.
+    Commands that did nothing (expired, malformed) are answered, not listed."""
+
     height: int
     time_ns: int
-    commands: tuple[Any, ...]  # decoded exchange commands (None where malformed)
+    commands: tuple[Any, ...]  # decoded exchange commands applied by this block, in block order
     result: BlockResult
     sessions: tuple[tuple[int, int, int], ...]  # (session, request, origin) per command
+    retried: tuple[Answer, ...] = ()
 
 
 @dataclass(slots=True)
@@ -594,6 +602,7 @@ class NodeCore:
         commands: list[Any] = []
         applied_positions: list[int] = []
         cached: dict[int, Answer] = {}
+        retried: list[Answer] = []
         seen: set[tuple[int, int]] = set()
         for position, command in enumerate(block.commands):
             key = (command.session, command.request)
@@ -619,6 +628,7 @@ class NodeCore:
             elif outcome is Outcome.DUPLICATE:
                 height, events = result
                 cached[position] = Answer(command.session, command.request, height, events)
+                retried.append(cached[position])
             else:
                 cached[position] = Answer(command.session, command.request, 0, (), "expired")
         result = self.machine.apply_block(header.height, header.time_ns, commands)
@@ -651,6 +661,7 @@ class NodeCore:
                     (block.commands[p].session, block.commands[p].request, block.commands[p].origin)
                     for p in applied_positions
                 ),
+                tuple(retried),
             )
         )
         self.blocks_since_snapshot += 1
