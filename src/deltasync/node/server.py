@@ -94,10 +94,12 @@ class NodeShell:
         self._tasks = []
 
     def tick(self) -> None:
-        """One logical clock tick of the core, then whatever it has to hand out."""
+        """One logical clock tick of the core, then whatever it has to hand out (unless a
+        flush is already scheduled: a batching window then runs to its end)."""
         if not self.stopped:
             self.core.tick(self.clock_ns())
-            self._flush()
+            if not self._flush_scheduled:
+                self._flush()
 
     async def _ticker(self) -> None:
         next_at = time.monotonic()
