@@ -14,9 +14,9 @@ import pytest
 
 pytest.importorskip("deltasync.exchange.state", reason="the exchange state machine is not here yet")
 
-from deltasync.api.local_venue import LocalVenue  # noqa: E402
 from deltasync.api.server import ApiServer  # noqa: E402
 from deltasync.client import Client  # noqa: E402
+from deltasync.venue.local import LocalVenue  # noqa: E402
 
 CALL = "BTC_USDC-25DEC26-100000-C"
 CALL_HIGH = "BTC_USDC-25DEC26-110000-C"

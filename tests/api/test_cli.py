@@ -40,9 +40,9 @@ def test_account_create_prints_working_credentials() -> None:
 
 def test_account_creation_is_refused_outside_demo_mode() -> None:
     async def main() -> None:
-        from deltasync.api.local_venue import LocalVenue
         from deltasync.api.server import ApiServer
         from deltasync.client import ApiError
+        from deltasync.venue.local import LocalVenue
 
         venue = LocalVenue(demo_mode=False)
         await venue.start()

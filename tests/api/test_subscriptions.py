@@ -323,9 +323,9 @@ def test_orders_changed_in_skipped_blocks_are_reconciled_with_the_state() -> Non
             placed = await client.buy(CALL, "0.01", "600", post_only=True)
             account_id = (await client.get_account_summary()).raw["id"]
             # A block the read model never sees (as during a snapshot install).
-            state = venue.state
-            state.apply_block(state.height + 1, state.time_ns,
-                              [CancelOrder(account_id, int(placed.order.order_id))])
+            venue.shell.remove_block_listener(venue._on_block)
+            await venue.shell.submit(CancelOrder(account_id, int(placed.order.order_id)))
+            venue.shell.add_block_listener(venue._on_block)
             await client.buy(CALL, "0.01", "601", post_only=True)  # the next folded block
             again = await client.get_order_state(placed.order.order_id)
             assert again.order_state == "cancelled"

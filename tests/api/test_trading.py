@@ -310,7 +310,7 @@ def test_the_remaining_methods() -> None:
 
 def test_an_index_drop_liquidates_through_the_book_and_the_api_shows_it() -> None:
     async def main() -> None:
-        from deltasync.api.marks import compute_marks
+        from deltasync.venue.marks import compute_marks
 
         async with running(venue_options={"oracle_interval_s": 0.05}) as server:
             venue = server.venue

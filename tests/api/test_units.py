@@ -8,12 +8,13 @@ import pytest
 
 from deltasync.api import errors
 from deltasync.api.auth import Authenticator, KeyStore, hmac_header, sign
-from deltasync.api.combos import make_combo, parse_combo
-from deltasync.api.errors import ApiError
+from deltasync.api.errors import ApiError, from_venue_error
 from deltasync.api.jsonio import JsonError, dumps, loads, money
 from deltasync.api.params import Params
 from deltasync.api.ratelimit import CreditBuckets, RateLimit
-from deltasync.api.venue import ComboLeg
+from deltasync.venue.combos import make_combo, parse_combo
+from deltasync.venue.errors import VenueError
+from deltasync.venue.views import ComboLeg
 
 
 def test_json_numbers_are_exact_both_ways() -> None:
@@ -166,11 +167,14 @@ def test_combo_names_are_canonical_and_parse_back() -> None:
     assert parse_combo(name) == ordered
     for bad in ("BTC_USDC-CMB-x", "BTC_USDC-CMB-25DEC26.110000.C.S1-25DEC26.100000.C.B1",
                 "BTC_USDC-CMB-25DEC26.100000.C.B1"):
-        with pytest.raises(ApiError):
+        with pytest.raises(VenueError) as malformed:
             parse_combo(bad)
-    with pytest.raises(ApiError):
+        assert from_venue_error(malformed.value).code in (
+            errors.INVALID_OR_UNSUPPORTED_INSTRUMENT, errors.INVALID_PARAMS)
+    with pytest.raises(VenueError) as mixed:
         make_combo([ComboLeg("BTC_USDC-25DEC26-100000-C", 1),
                     ComboLeg("ETH_USDC-25DEC26-3000-C", -1)])
+    assert from_venue_error(mixed.value).code == errors.INVALID_PARAMS
 
 
 def test_credit_bucket_refuses_then_refills() -> None:

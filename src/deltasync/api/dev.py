@@ -13,8 +13,8 @@ import logging
 import signal
 import sys
 
-from deltasync.api.local_venue import LocalVenue
 from deltasync.api.server import ApiServer
+from deltasync.venue.local import LocalVenue
 
 
 async def serve(host: str, port: int, oracle_interval_s: float) -> None:

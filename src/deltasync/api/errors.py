@@ -1,14 +1,16 @@
 """JSON-RPC errors with Deribit's codes and messages.
 
 A handler raises ``ApiError``; the server turns it into the response's
-``error`` object. Business rejections from the exchange arrive as reason
-names and are mapped here, in one table, to the code a Deribit client
-already handles.
+``error`` object. The venue's errors (``deltasync.venue.errors``) and the
+exchange's business rejections (reason names) are mapped here, in one table
+each, to the code a Deribit client already handles.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from deltasync.venue import errors as venue_errors
 
 # JSON-RPC 2.0
 PARSE_ERROR = -32700
@@ -171,6 +173,25 @@ def rejection_error(reason: str, detail: dict[str, Any] | None = None) -> ApiErr
     if detail:
         data.update({key: value for key, value in detail.items() if _json_atom(value)})
     return ApiError(code, data)
+
+
+# The venue's errors -> Deribit codes; ``data`` is the error's structured fields.
+VENUE_ERROR_CODES: dict[type[venue_errors.VenueError], int] = {
+    venue_errors.InvalidRequest: INVALID_PARAMS,
+    venue_errors.UnknownInstrument: INVALID_OR_UNSUPPORTED_INSTRUMENT,
+    venue_errors.InvalidForInstrument: INVALID_ARGS_FOR_INSTRUMENT,
+    venue_errors.OrderNotFound: ORDER_NOT_FOUND,
+    venue_errors.NotSupported: NOT_IMPLEMENTED,
+    venue_errors.Forbidden: FORBIDDEN,
+    venue_errors.Unavailable: TEMPORARILY_UNAVAILABLE,
+    venue_errors.QueueFull: MATCHING_ENGINE_QUEUE_FULL,
+    venue_errors.Refused: OTHER_REJECT,
+}
+
+
+def from_venue_error(error: venue_errors.VenueError) -> ApiError:
+    code = VENUE_ERROR_CODES.get(type(error), INTERNAL_ERROR)
+    return ApiError(code, dict(error.fields) or None)
 
 
 def invalid_param(param: str, reason: str) -> ApiError:

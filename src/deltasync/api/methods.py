@@ -16,30 +16,23 @@ from typing import Any
 from deltasync import __version__
 from deltasync.api import errors, shapes
 from deltasync.api.auth import Authenticator, KeyStore, Principal
-from deltasync.api.combos import combo_instrument_id, is_combo_name, make_combo, parse_combo
-from deltasync.api.errors import ApiError, rejection_error
+from deltasync.api.errors import ApiError, from_venue_error, rejection_error
 from deltasync.api.jsonio import money
 from deltasync.api.params import Params, ascii_int
-from deltasync.api.subscriptions import Hub, Session
-from deltasync.api.venue import (
-    CancelAll,
-    CancelByLabel,
-    CancelOrder,
-    ComboLeg,
-    CommandResult,
-    Direction,
-    EditOrder,
-    InstrumentView,
-    OrderType,
-    PlaceComboOrder,
-    PlaceOrder,
-    SubmitOracleReport,
-    TimeInForce,
-    Venue,
-    VenueCommand,
-)
+from deltasync.api.subscriptions import Hub, Session, WritePipeline
 from deltasync.core import limits
 from deltasync.core.fixed import INT64_MAX
+from deltasync.venue.combos import combo_instrument_id, is_combo_name, make_combo, parse_combo
+from deltasync.venue.errors import VenueError
+from deltasync.venue.port import Venue
+from deltasync.venue.views import (
+    ComboLeg,
+    CommandResult,
+    InstrumentView,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 
 API_VERSION = f"2.1.1-deltasync-{__version__}"
 BOOK_DEPTHS = (1, 5, 10, 20, 50, 100, 1000)
@@ -51,7 +44,7 @@ class Call:
     params: Params
     principal: Principal | None
     session: Session | None  # the WebSocket session, None over HTTP
-    on_queued: Callable[[], None] | None = None  # see Venue.submit
+    pipeline: WritePipeline | None = None  # a write on a WebSocket (see venue.Pipeline)
 
     @property
     def account_id(self) -> int:
@@ -61,6 +54,11 @@ class Call:
     @property
     def linearizable(self) -> bool:
         return self.params.boolean("linearizable", default=True)
+
+    def write_options(self) -> dict[str, Any]:
+        """The keyword arguments every venue write takes: the retry key and the pipeline."""
+        return {"request_id": self.params.optional_string("request_id", max_len=64),
+                "pipeline": self.pipeline}
 
 
 Handler = Callable[["Methods", Call], Awaitable[Any]]
@@ -83,23 +81,20 @@ class Methods:
             raise ApiError(errors.METHOD_NOT_FOUND, {"method": call.method[:120]})
         if scope == "private" and call.principal is None:
             raise ApiError(errors.UNAUTHORIZED, {"reason": "private methods need authentication"})
-        return await handler(self, call)
+        try:
+            return await handler(self, call)
+        except VenueError as error:
+            raise from_venue_error(error) from None
 
     # --- helpers --------------------------------------------------------------------
 
-    async def _instrument(self, call: Call, name: str) -> InstrumentView:
-        view = await self.venue.instrument(name, linearizable=call.linearizable)
+    async def _instrument(self, call: Call, name: str, *, local: bool = False) -> InstrumentView:
+        """``local``: look it up in this node's state, without a read barrier (writes:
+        the state machine checks the instrument again anyway)."""
+        view = await self.venue.instrument(name, linearizable=call.linearizable and not local)
         if view is None:
             raise ApiError(errors.INVALID_OR_UNSUPPORTED_INSTRUMENT, {"instrument_name": name[:120]})
         return view
-
-    async def _submit(self, call: Call, command: VenueCommand) -> CommandResult:
-        request_id = call.params.optional_string("request_id", max_len=64)
-        result = await self.venue.submit(call.account_id, command, request_id,
-                                         on_queued=call.on_queued)
-        if result.rejection is not None:
-            raise rejection_error(result.rejection.reason, result.rejection.detail)
-        return result
 
     def _order_result(self, call: Call, result: CommandResult) -> dict[str, Any]:
         if result.order is None:
@@ -375,11 +370,6 @@ async def _account_proof(m: Methods, call: Call) -> Any:
 
 async def _oracle_report(m: Methods, call: Call) -> Any:
     """Relay a price source's signed report into the log (the state machine verifies it)."""
-    from deltasync.core.errors import DeltasyncError
-    from deltasync.core.fixed import Price
-    from deltasync.exchange.oracle import OracleReport
-    from deltasync.exchange.svi import SviSlice
-
     p = call.params
     source_id = p.string("source_id", max_len=64)
     underlying = p.string("underlying", max_len=16)
@@ -389,25 +379,33 @@ async def _oracle_report(m: Methods, call: Call) -> Any:
     surface = p.raw.get("vol_surface")
     try:
         signature = bytes.fromhex(signature_hex)
-        slices = None
-        if surface is not None:
-            if type(surface) is not list or len(surface) > limits.oracle_surface_slices_max:
-                raise errors.invalid_param("vol_surface", "a list of [expiry_ns, a, b, rho, m, sigma]")
-            slices = tuple(SviSlice(*_six_ints(item)) for item in surface)
-        assert price_raw is not None
-        report = OracleReport(source_id, underlying, Price(price_raw), ts_ns, slices, signature)
-    except (ValueError, TypeError, DeltasyncError) as exc:
+    except ValueError as exc:
         raise errors.invalid_param("report", str(exc)[:200]) from None
-    result = await m.venue.submit(0, SubmitOracleReport(report), on_queued=call.on_queued)
-    if result.rejection is not None:
-        raise rejection_error(result.rejection.reason, result.rejection.detail)
+    slices = None
+    if surface is not None:
+        if type(surface) is not list or len(surface) > limits.oracle_surface_slices_max:
+            raise errors.invalid_param("vol_surface", "a list of [expiry_ns, a, b, rho, m, sigma]")
+        slices = tuple(_six_ints(item) for item in surface)
+    assert price_raw is not None
+    result = await m.venue.relay_oracle_report(
+        source_id=source_id, underlying=underlying, price_raw=price_raw, ts_ns=ts_ns,
+        vol_surface=slices, signature=signature, pipeline=call.pipeline)
+    _accepted(result)
     return {"accepted": True, "height": result.height}
 
 
-def _six_ints(item: Any) -> list[int]:
+def _six_ints(item: Any) -> tuple[int, int, int, int, int, int]:
     if type(item) is not list or len(item) != 6 or any(type(x) is not int for x in item):
         raise errors.invalid_param("vol_surface", "each slice is [expiry_ns, a, b, rho, m, sigma]")
-    return item
+    expiry_ns, a, b, rho, m, sigma = item
+    return expiry_ns, a, b, rho, m, sigma
+
+
+def _accepted(result: CommandResult) -> CommandResult:
+    """The result of a command the state machine accepted; a rejection is an error."""
+    if result.rejection is not None:
+        raise rejection_error(result.rejection.reason, result.rejection.detail)
+    return result
 
 
 async def _create_account(m: Methods, call: Call) -> Any:
@@ -425,9 +423,7 @@ async def _deposit(m: Methods, call: Call) -> Any:
         raise ApiError(errors.FORBIDDEN, {"reason": "deposits through the API are demo-only"})
     amount_raw = call.params.fixed("amount")
     assert amount_raw is not None
-    result = await m.venue.deposit(call.account_id, amount_raw)
-    if result.rejection is not None:
-        raise rejection_error(result.rejection.reason, result.rejection.detail)
+    _accepted(await m.venue.deposit(call.account_id, amount_raw))
     summary = await m.venue.account_summary(call.account_id)
     return shapes.account_summary(summary) if summary is not None else None
 
@@ -466,68 +462,81 @@ def _amount(call: Call, contract_size_raw: int | None = None) -> int:
     return int(contracts) * contract_size_raw
 
 
-async def _place(m: Methods, call: Call, direction: Direction) -> Any:
+async def _place(m: Methods, call: Call, side: Side) -> Any:
     p = call.params
     name = p.string("instrument_name", max_len=400)
-    order_type = p.choice("type", OrderType, default=OrderType.LIMIT)
+    order_type = p.named("type", shapes.ORDER_TYPE_NAMES, default=OrderType.LIMIT)
     label = _label(call)
     post_only = p.boolean("post_only")
     reduce_only = p.boolean("reduce_only")
     if is_combo_name(name):
-        legs = parse_combo(name)
-        for leg in legs:
-            await m._instrument(call, leg.instrument_name)
-        amount_raw = _amount(call)
-        tif = p.choice("time_in_force", TimeInForce, default=TimeInForce.IMMEDIATE_OR_CANCEL)
-        if tif not in (TimeInForce.IMMEDIATE_OR_CANCEL, TimeInForce.FILL_OR_KILL):
-            raise ApiError(errors.INVALID_ARGS_FOR_INSTRUMENT, {
-                "param": "time_in_force",
-                "reason": "combo orders fill at once or not at all: immediate_or_cancel or fill_or_kill",
-            })
-        if order_type is not OrderType.LIMIT or post_only or reduce_only:
-            raise ApiError(errors.INVALID_ARGS_FOR_INSTRUMENT,
-                           {"reason": "combo orders are limit orders on the net price, without "
-                                      "post_only or reduce_only"})
-        price_raw = p.fixed("price", positive=False, allow_negative=True)
-        assert price_raw is not None
-        command: VenueCommand = PlaceComboOrder(name, legs, direction, amount_raw, price_raw, tif,
-                                                label)
-    else:
-        instrument = await m._instrument(call, name)
-        amount_raw = _amount(call, instrument.contract_size_raw)
-        tif = p.choice("time_in_force", TimeInForce, default=TimeInForce.GOOD_TIL_CANCELLED)
-        price_raw = p.fixed("price", required=order_type is OrderType.LIMIT)
-        if order_type is OrderType.MARKET:
-            if post_only:
-                raise errors.invalid_param("post_only", "a market order cannot be post_only")
-            if tif is TimeInForce.GOOD_TIL_CANCELLED:
-                tif = TimeInForce.IMMEDIATE_OR_CANCEL
-        if post_only and tif in (TimeInForce.IMMEDIATE_OR_CANCEL, TimeInForce.FILL_OR_KILL):
-            raise errors.invalid_param("post_only", "post_only orders rest on the book")
-        valid_until = p.optional_integer("valid_until", low=1, high=INT64_MAX // 1_000_000)
-        command = PlaceOrder(
-            instrument_name=name, direction=direction, amount_raw=amount_raw,
-            order_type=order_type, price_raw=price_raw, time_in_force=tif,
-            post_only=post_only, reject_post_only=True, reduce_only=reduce_only, label=label,
-            valid_until_ms=valid_until,
-        )
-    return m._order_result(call, await m._submit(call, command))
+        result = await _place_combo(m, call, name, side, order_type, label,
+                                    post_only or reduce_only)
+        return m._order_result(call, result)
+    instrument = await m._instrument(call, name, local=True)
+    amount_raw = _amount(call, instrument.contract_size_raw)
+    tif = p.named("time_in_force", shapes.TIME_IN_FORCE_NAMES,
+                  default=TimeInForce.GOOD_TIL_CANCELLED)
+    price_raw = p.fixed("price", required=order_type is OrderType.LIMIT)
+    if order_type is OrderType.MARKET:
+        if post_only:
+            raise errors.invalid_param("post_only", "a market order cannot be post_only")
+        if tif is TimeInForce.GOOD_TIL_CANCELLED:
+            tif = TimeInForce.IMMEDIATE_OR_CANCEL
+    if post_only and tif in (TimeInForce.IMMEDIATE_OR_CANCEL, TimeInForce.FILL_OR_KILL):
+        raise errors.invalid_param("post_only", "post_only orders rest on the book")
+    valid_until = p.optional_integer("valid_until", low=1, high=INT64_MAX // 1_000_000)
+    result = await m.venue.place_order(
+        call.account_id, instrument_name=name, side=side, amount_raw=amount_raw,
+        order_type=order_type, price_raw=price_raw, time_in_force=tif,
+        valid_until_ms=valid_until, post_only=post_only, reduce_only=reduce_only, label=label,
+        **call.write_options())
+    return m._order_result(call, _accepted(result))
+
+
+async def _place_combo(m: Methods, call: Call, name: str, side: Side, order_type: OrderType,
+                       label: str, post_or_reduce_only: bool) -> CommandResult:
+    p = call.params
+    legs = parse_combo(name)
+    for leg in legs:
+        await m._instrument(call, leg.instrument_name, local=True)
+    amount_raw = _amount(call)
+    tif = p.named("time_in_force", shapes.TIME_IN_FORCE_NAMES,
+                  default=TimeInForce.IMMEDIATE_OR_CANCEL)
+    if tif not in (TimeInForce.IMMEDIATE_OR_CANCEL, TimeInForce.FILL_OR_KILL):
+        raise ApiError(errors.INVALID_ARGS_FOR_INSTRUMENT, {
+            "param": "time_in_force",
+            "reason": "combo orders fill at once or not at all: immediate_or_cancel or fill_or_kill",
+        })
+    if order_type is not OrderType.LIMIT or post_or_reduce_only:
+        raise ApiError(errors.INVALID_ARGS_FOR_INSTRUMENT,
+                       {"reason": "combo orders are limit orders on the net price, without "
+                                  "post_only or reduce_only"})
+    price_raw = p.fixed("price", positive=False, allow_negative=True)
+    assert price_raw is not None
+    result = await m.venue.place_combo(
+        call.account_id, legs=legs, side=side, amount_raw=amount_raw, price_raw=price_raw,
+        time_in_force=tif, label=label, **call.write_options())
+    return _accepted(result)
 
 
 async def _buy(m: Methods, call: Call) -> Any:
-    return await _place(m, call, Direction.BUY)
+    return await _place(m, call, Side.BUY)
 
 
 async def _sell(m: Methods, call: Call) -> Any:
-    return await _place(m, call, Direction.SELL)
+    return await _place(m, call, Side.SELL)
 
 
 async def _edit(m: Methods, call: Call) -> Any:
     order_id = _order_id(call)
-    current = await m.venue.order(call.account_id, order_id, linearizable=True)
+    if call.pipeline is not None and call.params.raw.get("post_only") is None:
+        # It inherits post_only from the order as the session's earlier writes left it.
+        await call.pipeline.settle()
+    current = await m.venue.order(call.account_id, order_id, linearizable=False)
     if current is None:
         raise ApiError(errors.ORDER_NOT_FOUND, {"order_id": str(order_id)})
-    instrument = await m.venue.instrument(current.instrument_name)
+    instrument = await m.venue.instrument(current.instrument_name, linearizable=False)
     amount_raw = _amount(call, instrument.contract_size_raw if instrument else None)
     price_raw = call.params.fixed("price", required=False)
     if price_raw is None:
@@ -538,26 +547,29 @@ async def _edit(m: Methods, call: Call) -> Any:
     post_only = call.params.optional_boolean("post_only")
     if post_only is None:  # a post-only quote stays post-only unless told otherwise
         post_only = current.post_only
-    command = EditOrder(order_id, amount_raw, price_raw, post_only, reduce_only)
-    return m._order_result(call, await m._submit(call, command))
+    result = await m.venue.edit_order(
+        call.account_id, order_id=order_id, amount_raw=amount_raw, price_raw=price_raw or 0,
+        post_only=post_only, **call.write_options())
+    return m._order_result(call, _accepted(result))
 
 
 async def _cancel(m: Methods, call: Call) -> Any:
-    result = await m._submit(call, CancelOrder(_order_id(call)))
+    result = _accepted(await m.venue.cancel_order(call.account_id, _order_id(call),
+                                                  **call.write_options()))
     if result.order is None:
         raise ApiError(errors.ORDER_NOT_FOUND)
     return shapes.order(result.order)
 
 
 async def _cancel_all(m: Methods, call: Call) -> Any:
-    result = await m._submit(call, CancelAll())
+    result = _accepted(await m.venue.cancel_all(call.account_id, **call.write_options()))
     return len(result.cancelled)
 
 
 async def _cancel_all_by_instrument(m: Methods, call: Call) -> Any:
     name = call.params.string("instrument_name", max_len=400)
-    await m._instrument(call, name)
-    result = await m._submit(call, CancelAll(instrument_name=name))
+    await m._instrument(call, name, local=True)
+    result = _accepted(await m.venue.cancel_all(call.account_id, name, **call.write_options()))
     return len(result.cancelled)
 
 
@@ -577,11 +589,13 @@ def _of_currency(instrument_name: str, currency: str) -> bool:
 async def _cancel_all_by_currency(m: Methods, call: Call) -> Any:
     # The exchange cancels per account or per instrument: one command per instrument.
     currency = call.params.string("currency", max_len=10)
+    options = call.write_options()
     if currency in ("any", "USDC"):
-        return len((await m._submit(call, CancelAll())).cancelled)
+        return len(_accepted(await m.venue.cancel_all(call.account_id, **options)).cancelled)
     count = 0
     for name in await _instruments_with_open_orders(m, call, currency):
-        count += len((await m._submit(call, CancelAll(instrument_name=name))).cancelled)
+        result = await m.venue.cancel_all(call.account_id, name, **options)
+        count += len(_accepted(result).cancelled)
     return count
 
 
@@ -590,11 +604,14 @@ async def _cancel_by_label(m: Methods, call: Call) -> Any:
     if not label:
         raise errors.invalid_param("label", "value_required")
     currency = call.params.optional_string("currency", max_len=10)
+    options = call.write_options()
     if currency is None or currency in ("any", "USDC"):
-        return len((await m._submit(call, CancelByLabel(label))).cancelled)
+        result = await m.venue.cancel_by_label(call.account_id, label, **options)
+        return len(_accepted(result).cancelled)
     count = 0
     for name in await _instruments_with_open_orders(m, call, currency, label):
-        count += len((await m._submit(call, CancelByLabel(label, name))).cancelled)
+        result = await m.venue.cancel_by_label(call.account_id, label, name, **options)
+        count += len(_accepted(result).cancelled)
     return count
 
 
@@ -691,10 +708,10 @@ async def _create_combo(m: Methods, call: Call) -> Any:
         leg_params = Params(leg)
         name = leg_params.string("instrument_name", max_len=64)
         amount = leg_params.decimal("amount")
-        direction = leg_params.choice("direction", Direction)
+        side = leg_params.named("direction", shapes.SIDE_NAMES)
         if amount is None or amount != amount.to_integral_value() or amount <= 0:
             raise errors.invalid_param(f"trades[{index}].amount", "a positive whole ratio")
-        ratio = int(amount) if direction is Direction.BUY else -int(amount)
+        ratio = int(amount) if side is Side.BUY else -int(amount)
         legs.append(ComboLeg(name, ratio))
     combo_name, ordered = make_combo(legs)
     for leg in ordered:
@@ -755,31 +772,13 @@ PUBLIC: dict[str, Handler] = {
     "deltasync_oracle_report": _oracle_report,
 }
 
-# Commands that change state: on a WebSocket they are pipelined (see ApiServer).
+# Commands that change state: on a WebSocket they are pipelined (see ApiServer); the
+# venue asks the exchange for each command's sequencing class.
 WRITE_METHODS = frozenset({
     "private/buy", "private/sell", "private/edit", "private/cancel", "private/cancel_all",
     "private/cancel_all_by_instrument", "private/cancel_all_by_currency",
     "private/cancel_by_label", "public/deltasync_oracle_report",
 })
-
-_CANCEL_METHODS = frozenset({
-    "private/cancel", "private/cancel_all", "private/cancel_all_by_instrument",
-    "private/cancel_all_by_currency", "private/cancel_by_label", "public/deltasync_oracle_report",
-})
-
-
-def write_class(method: str, params: Any) -> int | None:
-    """The in-block sequencing class a command will get (exchange.state.command_priority):
-    0 cancels (and oracle reports), 1 post-only orders and edits, 2 everything else;
-    None when it depends on state (an edit inherits the order's post_only).
-    A pipelined command may not overtake an earlier one of a higher class."""
-    if method in _CANCEL_METHODS:
-        return 0
-    post_only = params.get("post_only") if isinstance(params, dict) else None
-    if method == "private/edit" and post_only is None:
-        return None
-    return 1 if post_only in (True, "true") else 2
-
 
 PRIVATE: dict[str, Handler] = {
     "buy": _buy,

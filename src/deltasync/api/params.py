@@ -10,14 +10,14 @@ refused, never rounded.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from enum import Enum
 from typing import Any, TypeVar
 
 from deltasync.api.errors import invalid_param
 from deltasync.core.fixed import INT64_MAX
 
-E = TypeVar("E", bound=Enum)
+T = TypeVar("T")
 
 _ASCII_INT = re.compile(r"-?[0-9]{1,19}")
 
@@ -108,16 +108,16 @@ class Params:
             return None
         return self.boolean(name)
 
-    def choice(self, name: str, enum: type[E], *, default: E | None = None) -> E:
+    def named(self, name: str, names: Mapping[T, str], *, default: T | None = None) -> T:
+        """One of the values of ``names`` (value -> its spelling), given by its spelling."""
         value = self._get(name, default is None)
         if value is _MISSING:
             assert default is not None
             return default
-        for member in enum:
-            if member.value == value:
+        for member, spelling in names.items():
+            if spelling == value:
                 return member
-        allowed = ", ".join(str(member.value) for member in enum)
-        raise invalid_param(name, f"must be one of {allowed}")
+        raise invalid_param(name, f"must be one of {', '.join(names.values())}")
 
     def decimal(self, name: str, *, required: bool = True) -> Decimal | None:
         value = self._get(name, required)

@@ -32,16 +32,14 @@ from deltasync.api import errors
 from deltasync.api.auth import Authenticator, KeyStore, Principal
 from deltasync.api.errors import ApiError
 from deltasync.api.jsonio import JsonError, dumps, loads
-from deltasync.api.methods import WRITE_METHODS, Call, Methods, write_class
+from deltasync.api.methods import WRITE_METHODS, Call, Methods
 from deltasync.api.params import Params
 from deltasync.api.ratelimit import CreditBuckets, RateLimit
-from deltasync.api.subscriptions import Hub, Session
-from deltasync.api.venue import Venue
+from deltasync.api.subscriptions import Hub, Session, WritePipeline
 from deltasync.core import limits
+from deltasync.venue.port import Venue
 
 log = logging.getLogger(__name__)
-
-WS_REQUESTS_INFLIGHT_MAX = 256  # per connection; beyond it the server stops reading
 
 _HTTP_STATUS = {
     errors.UNAUTHORIZED: 401,
@@ -132,14 +130,14 @@ class ApiServer:
 
     async def _dispatch(
         self, method: Any, params: Any, principal: Principal | None, session: Session | None,
-        caller: str, on_queued: Callable[[], None] | None = None,
+        caller: str, pipeline: WritePipeline | None = None,
     ) -> Any:
         if type(method) is not str or not method or len(method) > 128:
             raise ApiError(errors.INVALID_REQUEST, {"reason": "method must be a string"})
         bucket = principal.client_id if principal is not None else caller
         if not self.buckets.try_spend(bucket):
             raise ApiError(errors.TOO_MANY_REQUESTS)
-        call = Call(method, Params(params), principal, session, on_queued)
+        call = Call(method, Params(params), principal, session, pipeline)
         try:
             return await asyncio.wait_for(self.methods.call(call), self.request_timeout_s)
         except ApiError:
@@ -268,7 +266,7 @@ class ApiServer:
                 transport.abort()
 
         session.on_overflow = drop_slow_consumer
-        inflight = asyncio.Semaphore(WS_REQUESTS_INFLIGHT_MAX)
+        inflight = asyncio.Semaphore(limits.api_ws_requests_inflight_max)
         handlers: set[asyncio.Task[None]] = set()
 
         def finished(task: asyncio.Task[None]) -> None:
@@ -306,10 +304,13 @@ class ApiServer:
 
         Requests take the session's gate in the order they arrived. A trading
         command gives the gate back as soon as the venue has queued it, so the
-        next command can be queued behind it while the first one commits; any
-        other request keeps the gate and first waits for the session's queued
-        commands to finish, so it sees their effects (read-your-writes per
-        connection) and runs before anything sent after it.
+        next command can be queued behind it while the first one commits; the
+        venue first asks the exchange for the command's sequencing class, and a
+        command that would overtake an earlier one of a higher class in a shared
+        block waits for the earlier ones (``WritePipeline``). Any other request
+        keeps the gate and first waits for the session's queued commands to
+        finish, so it sees their effects (read-your-writes per connection) and
+        runs before anything sent after it.
         """
         us_in = _now_us()
         request_id: Any = None
@@ -327,38 +328,8 @@ class ApiServer:
             if not isinstance(payload, dict):
                 raise ApiError(errors.INVALID_REQUEST, {"reason": "expected one JSON-RPC object"})
             request_id = payload.get("id")
-            method = payload.get("method")
-            params = payload.get("params")
-            if method in WRITE_METHODS:
-                # The state machine sorts a block's commands by class (cancels first):
-                # a command of a lower class than one still in flight would overtake
-                # it in a shared block, so it waits for the earlier ones to finish.
-                klass = write_class(method, params)
-                if klass is None:  # unknown until applied: after everything, counted as 2
-                    await session.writes_idle.wait()
-                    klass = 2
-                elif any(session.write_classes[k] for k in range(klass + 1, 3)):
-                    await session.writes_idle.wait()
-                session.writes_inflight += 1
-                session.write_classes[klass] += 1
-                session.writes_idle.clear()
-                try:
-                    result: Any = await self._dispatch(method, params, session.principal, session,
-                                                       session.name, on_queued=release)
-                finally:
-                    release()
-                    session.writes_inflight -= 1
-                    session.write_classes[klass] -= 1
-                    if session.writes_inflight == 0:
-                        session.writes_idle.set()
-            else:
-                await session.writes_idle.wait()
-                if method in ("public/set_heartbeat", "public/disable_heartbeat"):
-                    self._heartbeat(session, method, params)
-                    result = "ok"
-                else:
-                    result = await self._dispatch(method, params, session.principal, session,
-                                                  session.name)
+            result = await self._ws_call(session, payload.get("method"), payload.get("params"),
+                                         release)
             session.push(self._text(self._envelope(request_id, us_in, result))[0])
             if session.close_after_reply:
                 session.close()
@@ -366,6 +337,24 @@ class ApiServer:
             session.push(self._text(self._envelope(request_id, us_in, error=error))[0])
         finally:
             release()
+
+    async def _ws_call(self, session: Session, method: Any, params: Any,
+                       release_gate: Callable[[], None]) -> Any:
+        writes = session.writes
+        if method in WRITE_METHODS:
+            pipeline = WritePipeline(writes, release_gate)
+            writes.begin()
+            try:
+                return await self._dispatch(method, params, session.principal, session,
+                                            session.name, pipeline)
+            finally:
+                release_gate()
+                writes.end(pipeline.admitted)
+        await writes.wait_until(lambda: writes.requests == 0)
+        if method in ("public/set_heartbeat", "public/disable_heartbeat"):
+            self._heartbeat(session, method, params)
+            return "ok"
+        return await self._dispatch(method, params, session.principal, session, session.name)
 
     def _heartbeat(self, session: Session, method: str, params: Any) -> None:
         if session.heartbeat is not None:

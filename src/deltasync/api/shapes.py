@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from deltasync.api.jsonio import money
-from deltasync.api.venue import (
+from deltasync.venue.views import (
     AccountView,
     BookView,
     ComboLeg,
@@ -20,9 +20,21 @@ from deltasync.api.venue import (
     OrderType,
     OrderView,
     PositionView,
+    Side,
     TickerView,
+    TimeInForce,
     TradeView,
 )
+
+# The exchange's enums, spelled as Deribit spells them (and parsed back by ``methods``).
+SIDE_NAMES = {Side.BUY: "buy", Side.SELL: "sell"}
+ORDER_TYPE_NAMES = {OrderType.LIMIT: "limit", OrderType.MARKET: "market"}
+TIME_IN_FORCE_NAMES = {
+    TimeInForce.GOOD_TIL_CANCELLED: "good_til_cancelled",
+    TimeInForce.GOOD_TIL_TIME: "good_til_day",  # expires at the end of the UTC day, or valid_until
+    TimeInForce.FILL_OR_KILL: "fill_or_kill",
+    TimeInForce.IMMEDIATE_OR_CANCEL: "immediate_or_cancel",
+}
 
 
 def index_name_of(instrument_name: str) -> str:
@@ -37,9 +49,9 @@ def order(view: OrderView) -> dict[str, Any]:
     return {
         "order_id": str(view.order_id),
         "order_state": view.order_state.value,
-        "order_type": view.order_type.value,
-        "time_in_force": view.time_in_force.value,
-        "direction": view.direction.value,
+        "order_type": ORDER_TYPE_NAMES[view.order_type],
+        "time_in_force": TIME_IN_FORCE_NAMES[view.time_in_force],
+        "direction": SIDE_NAMES[view.side],
         "instrument_name": view.combo_name or view.instrument_name,
         "price": price,
         "amount": money(view.amount_raw),
@@ -63,7 +75,7 @@ def order(view: OrderView) -> dict[str, Any]:
 
 
 def _tick_direction(trade: TradeView) -> int:
-    return 0 if trade.direction.value == "buy" else 2
+    return 0 if trade.side is Side.BUY else 2
 
 
 def public_trade(trade: TradeView) -> dict[str, Any]:
@@ -77,7 +89,7 @@ def public_trade(trade: TradeView) -> dict[str, Any]:
         "index_price": money(trade.index_price_raw),
         "iv": trade.iv,
         "instrument_name": trade.instrument_name,
-        "direction": trade.direction.value,
+        "direction": SIDE_NAMES[trade.side],
         "amount": money(trade.amount_raw),
         "combo_id": trade.combo_name,
         "liquidation": "T" if trade.liquidation else None,
@@ -88,7 +100,7 @@ def user_trade(trade: TradeView, account_id: int, view: OrderView | None = None)
     """A trade as one side of it sees it."""
     taker = trade.taker_account_id == account_id
     out = public_trade(trade)
-    direction = trade.direction.value if taker else ("sell" if trade.direction.value == "buy" else "buy")
+    direction = SIDE_NAMES[trade.side if taker else trade.side.opposite]
     out.update(
         {
             "direction": direction,
@@ -104,7 +116,7 @@ def user_trade(trade: TradeView, account_id: int, view: OrderView | None = None)
     if view is not None:
         out.update(
             {
-                "order_type": view.order_type.value,
+                "order_type": ORDER_TYPE_NAMES[view.order_type],
                 "label": view.label,
                 "post_only": view.post_only,
                 "reduce_only": view.reduce_only,

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deltasync.api import errors, shapes
-from deltasync.api.combos import is_combo_name, parse_combo
 from deltasync.api.errors import ApiError
 from deltasync.api.jsonio import dumps, money
-from deltasync.api.venue import BlockUpdate, BookView, Direction, TradeView, Venue
 from deltasync.core import limits
+from deltasync.venue.combos import is_combo_name, parse_combo
+from deltasync.venue.port import Venue
+from deltasync.venue.views import BlockUpdate, BookView, Side, TradeView
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,7 @@ class Session:
         # Pipelining (see ApiServer._ws_request): requests take the gate in arrival
         # order; a trading command gives it back once the venue has queued it.
         self.gate = asyncio.Lock()
-        self.writes_inflight = 0
-        self.write_classes = [0, 0, 0]  # in-flight commands per sequencing class
-        self.writes_idle = asyncio.Event()
-        self.writes_idle.set()
+        self.writes = WritesInFlight()
         self.heartbeat: asyncio.Task[None] | None = None
         self.close_after_reply = False  # private/logout: answer, then hang up
 
@@ -108,6 +106,57 @@ class Session:
                 self.queue.put_nowait(None)
             except asyncio.QueueFull:
                 pass  # the writer checks ``closed`` after every message
+
+
+class WritesInFlight:
+    """One connection's write requests between their arrival and their answer."""
+
+    def __init__(self) -> None:
+        self.requests = 0  # write requests in flight, each counted from the gate to its answer
+        self.classes = [0, 0, 0]  # their admitted commands, per sequencing class
+        self._changed = asyncio.Event()
+
+    async def wait_until(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            await self._changed.wait()
+
+    def begin(self) -> None:
+        self.requests += 1
+
+    def end(self, admitted: list[int]) -> None:
+        self.requests -= 1
+        for sequencing_class in admitted:
+            self.classes[sequencing_class] -= 1
+        self._changed.set()  # wake every waiter once, then arm again
+        self._changed = asyncio.Event()
+
+
+class WritePipeline:
+    """The ``venue.Pipeline`` of one write request on a WebSocket.
+
+    A command may join the venue's queue behind the session's earlier ones
+    unless one of them has a higher sequencing class: the state machine would
+    apply it first in a shared block, so it waits until they have finished."""
+
+    def __init__(self, writes: WritesInFlight, release_gate: Callable[[], None]) -> None:
+        self.writes = writes
+        self.release_gate = release_gate
+        self.admitted: list[int] = []
+
+    async def admit(self, sequencing_class: int) -> None:
+        writes = self.writes
+        if any(writes.classes[k] for k in range(sequencing_class + 1, len(writes.classes))):
+            await self.settle()
+        writes.classes[sequencing_class] += 1
+        self.admitted.append(sequencing_class)
+
+    def queued(self) -> None:
+        self.release_gate()
+
+    async def settle(self) -> None:
+        """Wait until every earlier write of the session has been answered."""
+        writes = self.writes
+        await writes.wait_until(lambda: writes.requests <= 1)  # this request alone
 
 
 @dataclass(slots=True)
@@ -320,14 +369,14 @@ class Hub:
     def _deliver_book(self, sub: Subscription, height: int, time_ms: int, levels: list[Any]) -> None:
         if sub.kind == "book_100ms":
             for level in levels:
-                sub.pending[(level.side.value, level.price_raw)] = level.amount_raw
+                sub.pending[(shapes.SIDE_NAMES[level.side], level.price_raw)] = level.amount_raw
             sub.pending_change_id = height
             sub.pending_time_ms = time_ms
             return
         bids = [_level_entry(level.price_raw, level.amount_raw) for level in levels
-                if level.side is Direction.BUY]
+                if level.side is Side.BUY]
         asks = [_level_entry(level.price_raw, level.amount_raw) for level in levels
-                if level.side is Direction.SELL]
+                if level.side is Side.SELL]
         data = {"type": "change", "timestamp": time_ms, "instrument_name": sub.target,
                 "change_id": height, "prev_change_id": sub.change_id, "bids": bids, "asks": asks}
         sub.change_id = height

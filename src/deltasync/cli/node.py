@@ -35,9 +35,10 @@ async def run_node(config_path: Path) -> int:
         return 2
     await server.start()
     if config.api_address is not None:
-        from deltasync.api.node_venue import start_api
+        from deltasync.api.node_api import start_api
+        from deltasync.venue.replicated import NodeVenue
 
-        server.api = await start_api(server)
+        server.api = await start_api(NodeVenue(server), config.api_address, config.cluster_secret)
     return await server.run_until_stopped()
 
 

@@ -69,7 +69,7 @@ assert raft_append_bytes_max + raft_message_overhead_bytes <= peer_payload_bytes
 assert raft_snapshot_chunk_bytes + raft_message_overhead_bytes <= peer_payload_bytes_max, "a chunk fits one frame"
 assert block_bytes_max <= frame_bytes_max
 
-# --- api -------------------------------------------------------------------
+# --- venue and api ---
 http_body_bytes_max = 64 * 1024
 ws_message_bytes_max = 64 * 1024
 subscriptions_per_session_max = 256
@@ -86,6 +86,22 @@ api_ws_sessions_max = 1_024
 api_request_timeout_s = 10
 api_book_depth_max = 1_000
 api_trades_count_max = 1_000
+api_ws_requests_inflight_max = 256  # per connection; beyond it the server stops reading
+# venue (deltasync.venue): the read model, request ids, subscribers of the block stream
+venue_orders_kept_max = 200_000  # order views; closed ones are forgotten oldest first
+venue_trades_per_instrument_max = 1_000
+venue_trades_per_account_instrument_max = 1_000
+venue_trades_by_id_kept_max = 100_000  # trade views a command result can name
+venue_accounts_tracked_max = 100_000  # accounts whose own trades are kept
+venue_liquidation_orders_kept_max = 10_000
+venue_request_ids_kept_max = 100_000  # API request ids mapped to (session, request)
+venue_block_subscriber_queue_max = 10_000  # blocks queued for one subscriber of the stream
+venue_accounts_per_node = 1_000_000  # a node allocates account ids node_id * this + k
+venue_peer_timeout_s = 1.0  # one HTTP call to another node's API (cluster status)
+assert api_ws_requests_inflight_max <= api_ws_outbound_messages_max, "every answer fits the queue"
+assert venue_liquidation_orders_kept_max <= venue_orders_kept_max
+assert venue_trades_per_instrument_max <= venue_trades_by_id_kept_max
+assert accounts_max // venue_accounts_per_node >= 2, "room for node ids 1.."
 
 # --- commitment (Merkle state tree) ------------------------------------------
 merkle_key_bytes_max = 1024

@@ -68,16 +68,24 @@ class Answer:
     request: int
     height: int  # 0 if not applied
     events: tuple[Any, ...]  # the exchange's event objects
-    error: str | None = None  # "expired", "timeout", "malformed", "stale_block"
+    error: str | None = None  # "expired", "timeout", "malformed", "stale_block"; the shell: "stopped"
 
 
 @dataclass(frozen=True, slots=True)
 class AppliedBlock:
+    """One applied block: every client command it carried, with what it did.
+
+    A fresh command's events are ``result.events[i]`` for ``commands[i]``; a
+    command applied before (a retry under the same session and request) is in
+    ``retried`` with its original height and events, from the session table.
+    Commands that did nothing (expired, malformed) are answered, not listed."""
+
     height: int
     time_ns: int
-    commands: tuple[Any, ...]  # decoded exchange commands (None where malformed)
+    commands: tuple[Any, ...]  # decoded exchange commands applied by this block, in block order
     result: BlockResult
     sessions: tuple[tuple[int, int, int], ...]  # (session, request, origin) per command
+    retried: tuple[Answer, ...] = ()
 
 
 @dataclass(slots=True)
@@ -87,6 +95,16 @@ class Output:
     blocks: list[AppliedBlock] = field(default_factory=list)
     reads: list[bytes] = field(default_factory=list)  # contexts of reads now linearizable
     halted: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Admitted:
+    """A block's client commands as the session table sorted them (see ``NodeCore._admit``)."""
+
+    commands: list[Any] = field(default_factory=list)  # decoded, to apply, in block order
+    positions: list[int] = field(default_factory=list)  # their positions in the block
+    answered: dict[int, Answer] = field(default_factory=dict)  # by position: no work to do
+    retried: list[Answer] = field(default_factory=list)  # applied before: original answers
 
 
 @dataclass(slots=True)
@@ -539,9 +557,34 @@ class NodeCore:
         if verdict is Verdict.DIVERGED:
             self.halted = divergence_report(self.tip, header, self.machine, entry.index)
             return
-        commands: list[Any] = []
-        applied_positions: list[int] = []
-        cached: dict[int, Answer] = {}
+        admitted = self._admit(block)
+        result = self.machine.apply_block(header.height, header.time_ns, admitted.commands)
+        self._record_and_answer(block, admitted, result, out)
+        self.sessions.evict_idle(header.time_ns)
+        self.tip = ChainTip(header.height, header.time_ns, block_hash(entry.data), result.state_root)
+        self._remember_root()
+        out.blocks.append(
+            AppliedBlock(
+                header.height,
+                header.time_ns,
+                tuple(admitted.commands),
+                result,
+                tuple(
+                    (block.commands[p].session, block.commands[p].request, block.commands[p].origin)
+                    for p in admitted.positions
+                ),
+                tuple(admitted.retried),
+            )
+        )
+        self.blocks_since_snapshot += 1
+        if self.blocks_since_snapshot >= self.settings.snapshot_every_blocks:
+            self._compact_at = (entry.index, entry.term)
+
+    def _admit(self, block: Block) -> _Admitted:
+        """Sort a block's client commands by the session table: fresh ones to apply,
+        retries answered with their original events, the rest answered with an error."""
+        header = block.header
+        admitted = _Admitted()
         seen: set[tuple[int, int]] = set()
         for position, command in enumerate(block.commands):
             key = (command.session, command.request)
@@ -553,24 +596,30 @@ class NodeCore:
                 try:
                     decoded = self.codec.decode(command.command)
                 except CodecError:
-                    cached[position] = Answer(
+                    admitted.answered[position] = Answer(
                         command.session, command.request, header.height, (), "malformed"
                     )
                     continue
                 if isinstance(decoded, Noop):
                     # replicated and deduplicated like any command, but no exchange work
                     self.sessions.record(command.session, command.request, (header.height, ()), header.time_ns)
-                    cached[position] = Answer(command.session, command.request, header.height, ())
+                    admitted.answered[position] = Answer(command.session, command.request, header.height, ())
                     continue
-                commands.append(decoded)
-                applied_positions.append(position)
+                admitted.commands.append(decoded)
+                admitted.positions.append(position)
             elif outcome is Outcome.DUPLICATE:
                 height, events = result
-                cached[position] = Answer(command.session, command.request, height, events)
+                answer = Answer(command.session, command.request, height, events)
+                admitted.answered[position] = answer
+                admitted.retried.append(answer)
             else:
-                cached[position] = Answer(command.session, command.request, 0, (), "expired")
-        result = self.machine.apply_block(header.height, header.time_ns, commands)
-        for slot, position in enumerate(applied_positions):
+                admitted.answered[position] = Answer(command.session, command.request, 0, (), "expired")
+        return admitted
+
+    def _record_and_answer(self, block: Block, admitted: _Admitted, result: BlockResult, out: Output) -> None:
+        """Remember each applied command's events in the session table; answer this node's clients."""
+        header = block.header
+        for slot, position in enumerate(admitted.positions):
             command = block.commands[position]
             events = result.events[slot]
             self.sessions.record(
@@ -581,29 +630,11 @@ class NodeCore:
             )
             if command.origin == self.id:
                 self._answer(command, header.height, events, None, out)
-        for position, answer in cached.items():
+        for position, answer in admitted.answered.items():
             if block.commands[position].origin == self.id:
                 key = (answer.session, answer.request)
                 if self._pending.pop(key, None) is not None:
                     out.answers.append(answer)
-        self.sessions.evict_idle(header.time_ns)
-        self.tip = ChainTip(header.height, header.time_ns, block_hash(entry.data), result.state_root)
-        self._remember_root()
-        out.blocks.append(
-            AppliedBlock(
-                header.height,
-                header.time_ns,
-                tuple(commands),
-                result,
-                tuple(
-                    (block.commands[p].session, block.commands[p].request, block.commands[p].origin)
-                    for p in applied_positions
-                ),
-            )
-        )
-        self.blocks_since_snapshot += 1
-        if self.blocks_since_snapshot >= self.settings.snapshot_every_blocks:
-            self._compact_at = (entry.index, entry.term)
 
     def _answer(
         self, command: ClientCommand, height: int, events: tuple[Any, ...], error: str | None, out: Output

@@ -1,10 +1,11 @@
-"""The asyncio shell around ``NodeCore``: sockets, disk, timers, the client gateway.
+"""The asyncio shell around ``NodeCore``: timers, the client gateway, sockets, disk.
 
-Everything that decides anything lives in ``NodeCore``; this module feeds it
-(peer frames, ticks, client commands) and carries out what it returns
-(messages to send, answers to clients, applied blocks to publish). The core's
-``process`` persists with fsync before it returns messages, so "persist before
-send" holds by construction.
+Everything that decides anything lives in ``NodeCore``; ``NodeShell`` feeds it
+(ticks, client commands, read requests) and carries out what it returns
+(messages to send, answers to clients, applied blocks to publish, reads to
+serve). ``NodeServer`` is the shell of a node process: it adds peer sockets,
+the data dir and status files. The core's ``process`` persists with fsync
+before it returns messages, so "persist before send" holds by construction.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger("deltasync.node")
 STATUS_INTERVAL_S = 0.2
 EXIT_HALTED = 3
 EXIT_STORAGE_FAILURE = 4
+EXIT_CORE_FAILURE = 5
 
 
 class NotLeaderError(DeltasyncError):
@@ -44,7 +46,225 @@ class RequestTimeout(DeltasyncError):
     """The command was not answered in time; it may or may not have been applied."""
 
 
-class NodeServer:
+class NodeShell:
+    """The asyncio loop around one ``NodeCore``: ticks, flushes, answers, reads, blocks.
+
+    It feeds the core (ticks, client commands, read requests, and whatever a
+    subclass receives from peers) and carries out what ``process`` returns:
+    messages go to ``_send``, answers to the callback of their (session,
+    request), applied blocks to every block listener, confirmed reads to their
+    waiters. ``NodeServer`` adds sockets, a data dir and status files; the
+    single-process venue runs a one-node shell on in-memory storage.
+
+    Submissions wait ``batch_window_s`` before the core is flushed, so that
+    commands sent together share a block (a replicated leader batches anyway
+    while a block is in flight: its window is 0). A failure of the core stops
+    the shell loudly and answers every waiting command with ``error="stopped"``.
+    """
+
+    def __init__(self, core: NodeCore, *, clock_ns: Callable[[], int] = time.time_ns,
+                 tick_s: float = 0.01, batch_window_s: float = 0.0) -> None:
+        self.core = core
+        self.clock_ns = clock_ns
+        self.tick_s = tick_s
+        self.batch_window_s = batch_window_s
+        self.session = secrets.randbits(62) + 1  # this shell's session for its own requests
+        self.stopped = False
+        self._next_request = 0
+        self._answers: dict[tuple[int, int], list[Callable[[Answer], None]]] = {}
+        self._reads: dict[bytes, asyncio.Future[None]] = {}
+        self._block_listeners: list[Callable[[AppliedBlock], None]] = []
+        self._flush_scheduled = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- driving the core ------------------------------------------------------------
+
+    def start_ticker(self) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(self._ticker()))
+
+    async def stop(self) -> None:
+        """Stop ticking and answer every waiting command with ``error="stopped"``."""
+        await self._stop_tasks()
+        self._stop_serving()
+
+    async def _stop_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def tick(self) -> None:
+        """One logical clock tick of the core, then whatever it has to hand out (unless a
+        flush is already scheduled: a batching window then runs to its end)."""
+        if not self.stopped:
+            self.core.tick(self.clock_ns())
+            if not self._flush_scheduled:
+                self._flush()
+
+    async def _ticker(self) -> None:
+        next_at = time.monotonic()
+        while not self.stopped:
+            next_at += self.tick_s
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            self.tick()
+
+    def _send(self, peer: int, payload: bytes) -> None:
+        """A message for a peer (a one-node shell has none)."""
+        log.warning("no transport: message for node %d dropped", peer)
+
+    def _schedule_flush(self, delay_s: float = 0.0) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop = asyncio.get_running_loop()
+            if delay_s > 0:
+                loop.call_later(delay_s, self._flush)
+            else:
+                loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.stopped:
+            return
+        try:
+            out = self.core.process(self.clock_ns())
+        except (OSError, StorageError) as exc:
+            # The disk refused a write or an fsync (full, failing): nothing may be
+            # acknowledged any more. Stop here; a restart recovers from what is durable.
+            self._fatal("storage failure", exc)
+            return
+        except Exception as exc:  # a bug in the core or the state machine: stop loudly
+            log.exception("the node core failed")
+            self._fatal("node core failed", exc)
+            return
+        for peer, payload in out.messages:
+            self._send(peer, payload)
+        # Answers and blocks are independent: a venue resolves its clients' results
+        # from the block fold, and takes only failures without a block from answers.
+        for answer in out.answers:
+            for callback in self._answers.pop((answer.session, answer.request), ()):
+                self._call(callback, answer)
+        for block in out.blocks:
+            for listener in self._block_listeners:
+                self._call(listener, block)
+        for context in out.reads:
+            read = self._reads.pop(context, None)
+            if read is not None and not read.done():
+                read.set_result(None)
+        if out.halted is not None:
+            self._halt(out.halted)
+
+    @staticmethod
+    def _call(callback: Callable[[Any], None], value: Any) -> None:
+        try:
+            callback(value)
+        except Exception:  # one client's or subscriber's bug must not stop the node
+            log.exception("callback %r failed", callback)
+
+    def _stop_serving(self) -> None:
+        """Refuse further work and answer every waiting command: nothing more will apply."""
+        self.stopped = True
+        waiting, self._answers = self._answers, {}
+        for (session, request), callbacks in waiting.items():
+            for callback in callbacks:
+                self._call(callback, Answer(session, request, 0, (), "stopped"))
+
+    def _fatal(self, reason: str, exc: BaseException) -> None:
+        log.error("FATAL %s: %s", reason, exc)
+        self._stop_serving()
+
+    def _halt(self, report: dict[str, Any]) -> None:
+        log.error("HALTED: %s", report.get("reason"))
+        self._stop_serving()
+
+    # --- the gateway ------------------------------------------------------------------
+
+    def add_block_listener(self, listener: Callable[[AppliedBlock], None]) -> None:
+        self._block_listeners.append(listener)
+
+    def remove_block_listener(self, listener: Callable[[AppliedBlock], None]) -> None:
+        self._block_listeners.remove(listener)
+
+    def submit_nowait(
+        self, command_wire: list[Any], session: int, request: int,
+        callback: Callable[[Answer], None],
+    ) -> bool:
+        """Put a validated command (wire form) through the log; ``callback`` gets its answer.
+
+        The core answers every accepted request exactly once: with its events, or
+        with ``error="timeout"`` after ``request_timeout_ns``. Returns False when the
+        node has too many requests pending or has stopped (nothing was accepted).
+        """
+        if self.stopped:
+            return False
+        key = (session, request)
+        callbacks = self._answers.get(key)
+        if callbacks is not None:  # already pending: one more listener
+            callbacks.append(callback)
+            return True
+        if not self.core.submit_wire(command_wire, session, request, self.clock_ns()):
+            return False
+        self._answers[key] = [callback]
+        self._schedule_flush(self.batch_window_s)
+        return True
+
+    async def submit(
+        self, command: Any, *, session: int | None = None, request: int | None = None,
+    ) -> Answer:
+        """Put a command through the log; returns its answer once applied here."""
+        if session is None or request is None:
+            self._next_request += 1
+            session, request = self.session, self._next_request
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+
+        def done(answer: Answer) -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        if not self.submit_nowait(self.core.codec.encode(command), session, request, done):
+            raise RequestTimeout(reason="too many pending requests")
+        answer = await future
+        if answer.error in ("timeout", "stopped"):
+            raise RequestTimeout(reason=f"not committed ({answer.error})", session=session,
+                                 request=request)
+        return answer
+
+    async def read_barrier(self, timeout_s: float = 5.0, attempt_s: float = 1.0) -> None:
+        """Wait until local state reflects every write committed before this call (ReadIndex).
+
+        A read can be lost (a dropped message, a leader change) and is then never
+        answered, and there may be no leader for a moment: both are retried with a fresh
+        context until ``timeout_s`` has passed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        last_problem = "no attempt"
+        while loop.time() < deadline:
+            context = self.core.id.to_bytes(8, "big") + secrets.token_bytes(12)
+            future: asyncio.Future[None] = loop.create_future()
+            self._reads[context] = future
+            rejected = self.core.read(context)
+            if rejected is not None:
+                self._reads.pop(context, None)
+                last_problem = str(rejected)
+                await asyncio.sleep(0.05)
+                continue
+            self._schedule_flush()
+            try:
+                await asyncio.wait_for(future, min(attempt_s, max(0.0, deadline - loop.time())))
+                return
+            except TimeoutError:
+                last_problem = "read index not confirmed in time"
+            finally:
+                self._reads.pop(context, None)
+        if "leader" in last_problem:
+            raise NotLeaderError(reason=last_problem)
+        raise RequestTimeout(reason=last_problem)
+
+
+class NodeServer(NodeShell):
+    """A node process: its shell plus sockets to peers, a data dir, status files,
+    the native gateway and (attached by the process entry) the API."""
+
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.data_dir = config.data_dir
@@ -66,7 +286,7 @@ class NodeServer:
             block_anchor_ns=config.block_anchor_ns,
             wall_anchor_ns=config.wall_anchor_ns,
         )
-        self.core = NodeCore(
+        core = NodeCore(
             config.node_id,
             tuple(sorted(config.peers)),
             storage,
@@ -78,14 +298,8 @@ class NodeServer:
             rng=random.Random(config.seed),
             settings=settings,
         )
-        self.session = secrets.randbits(62) + 1  # this gateway's session for its own requests
-        self._next_request = 0
-        self._answers: dict[tuple[int, int], list[Callable[[Answer], None]]] = {}
-        self._reads: dict[bytes, asyncio.Future[None]] = {}
-        self._block_listeners: list[Callable[[AppliedBlock], None]] = []
-        self._flush_scheduled = False
+        super().__init__(core, tick_s=config.tick_ms / 1000)
         self._stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
         self.exit_code = 0
         peers = {pid: addr for pid, addr in config.peers.items() if pid != config.node_id}
         self.transport = Transport(
@@ -106,7 +320,7 @@ class NodeServer:
     async def start(self) -> None:
         await self.transport.start()
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._ticker()))
+        self.start_ticker()
         self._tasks.append(loop.create_task(self._status_writer()))
         if self.config.demo_oracle:
             self._tasks.append(loop.create_task(self._demo_oracle()))
@@ -123,9 +337,7 @@ class NodeServer:
             await self.api.stop()
         if self.gateway is not None:
             await self.gateway.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._stop_tasks()
         await self.transport.stop()
         try:
             self.core.storage.close()
@@ -142,64 +354,21 @@ class NodeServer:
         await self.stop()
         return self.exit_code
 
-    # --- driving the core ------------------------------------------------------------
+    # --- peers -------------------------------------------------------------------------
 
-    async def _ticker(self) -> None:
-        interval = self.config.tick_ms / 1000
-        next_at = time.monotonic()
-        while True:
-            next_at += interval
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            self.core.tick(time.time_ns())
-            self._flush()
+    def _send(self, peer: int, payload: bytes) -> None:
+        self.transport.send(peer, payload)
 
     def _send_now(self, peer: int, payload: bytes) -> None:
         self.transport.send(peer, payload)
         self.transport.flush(peer)
 
     def _on_peer_message(self, peer: int, payload: bytes) -> None:
-        self.core.receive(peer, payload, time.time_ns())
+        self.core.receive(peer, payload, self.clock_ns())
         self._schedule_flush()
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self.exit_code:
-            return
-        try:
-            out = self.core.process(time.time_ns())
-        except (OSError, StorageError) as exc:
-            # The disk refused a write or an fsync (full, failing): nothing may be
-            # acknowledged any more. Stop here; a restart recovers from what is durable.
-            self._fatal("storage failure", exc)
-            return
-        for peer, payload in out.messages:
-            self.transport.send(peer, payload)
-        for answer in out.answers:
-            for callback in self._answers.pop((answer.session, answer.request), ()):
-                try:
-                    callback(answer)
-                except Exception:  # one client's bug must not stop the node
-                    log.exception("answer callback failed")
-        for block in out.blocks:
-            for listener in self._block_listeners:
-                try:
-                    listener(block)
-                except Exception:  # a subscriber's bug must not stop the node
-                    log.exception("block listener failed")
-        for context in out.reads:
-            read = self._reads.pop(context, None)
-            if read is not None and not read.done():
-                read.set_result(None)
-        if out.halted is not None:
-            self._halt(out.halted)
-
     def _fatal(self, reason: str, exc: BaseException) -> None:
-        log.error("FATAL %s: %s", reason, exc)
+        super()._fatal(reason, exc)
         try:
             self.layout.write_report(
                 f"fatal-{time.time_ns()}.json",
@@ -208,93 +377,16 @@ class NodeServer:
             )
         except OSError:
             pass  # the disk that failed may not take the report either; the log has it
-        self.exit_code = EXIT_STORAGE_FAILURE
+        self.exit_code = EXIT_STORAGE_FAILURE if reason == "storage failure" else EXIT_CORE_FAILURE
         self._stopping.set()
 
     def _halt(self, report: dict[str, Any]) -> None:
+        super()._halt(report)
         report = {**report, "node_id": self.config.node_id, "wall_time_ns": time.time_ns()}
         path = self.layout.write_report(f"halt-{report.get('height', 0)}.json", report)
         log.error("HALTED: %s (report %s)", report.get("reason"), path)
         self.exit_code = EXIT_HALTED
         self._stopping.set()
-
-    # --- the gateway ------------------------------------------------------------------
-
-    def add_block_listener(self, listener: Callable[[AppliedBlock], None]) -> None:
-        self._block_listeners.append(listener)
-
-    def submit_nowait(
-        self, command_wire: list[Any], session: int, request: int,
-        callback: Callable[[Answer], None],
-    ) -> bool:
-        """Put a validated command (wire form) through the log; ``callback`` gets its answer.
-
-        The core answers every accepted request exactly once: with its events, or
-        with ``error="timeout"`` after ``request_timeout_ns``. Returns False when the
-        node has too many requests pending (nothing was accepted).
-        """
-        key = (session, request)
-        callbacks = self._answers.get(key)
-        if callbacks is not None:  # already pending: one more listener
-            callbacks.append(callback)
-            return True
-        if not self.core.submit_wire(command_wire, session, request, time.time_ns()):
-            return False
-        self._answers[key] = [callback]
-        self._schedule_flush()
-        return True
-
-    async def submit(
-        self, command: Any, *, session: int | None = None, request: int | None = None,
-    ) -> Answer:
-        """Put a command through the log; returns its answer once applied here."""
-        if session is None or request is None:
-            self._next_request += 1
-            session, request = self.session, self._next_request
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-
-        def done(answer: Answer) -> None:
-            if not future.done():
-                future.set_result(answer)
-
-        if not self.submit_nowait(self.core.codec.encode(command), session, request, done):
-            raise RequestTimeout(reason="too many pending requests")
-        answer = await future
-        if answer.error == "timeout":
-            raise RequestTimeout(reason="not committed in time", session=session, request=request)
-        return answer
-
-    async def read_barrier(self, timeout_s: float = 5.0, attempt_s: float = 1.0) -> None:
-        """Wait until local state reflects every write committed before this call (ReadIndex).
-
-        A read can be lost (a dropped message, a leader change) and is then never
-        answered, and there may be no leader for a moment: both are retried with a fresh
-        context until ``timeout_s`` has passed.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        last_problem = "no attempt"
-        while loop.time() < deadline:
-            context = self.config.node_id.to_bytes(8, "big") + secrets.token_bytes(12)
-            future: asyncio.Future[None] = loop.create_future()
-            self._reads[context] = future
-            rejected = self.core.read(context)
-            if rejected is not None:
-                self._reads.pop(context, None)
-                last_problem = str(rejected)
-                await asyncio.sleep(0.05)
-                continue
-            self._schedule_flush()
-            try:
-                await asyncio.wait_for(future, min(attempt_s, max(0.0, deadline - loop.time())))
-                return
-            except TimeoutError:
-                last_problem = "read index not confirmed in time"
-            finally:
-                self._reads.pop(context, None)
-        if "leader" in last_problem:
-            raise NotLeaderError(reason=last_problem)
-        raise RequestTimeout(reason=last_problem)
 
     async def _demo_oracle(self) -> None:
         """Demo clusters only: while leader, submit the demo oracle's signed reports every

@@ -10,17 +10,17 @@ same combo always gets the same name.
 from __future__ import annotations
 
 import hashlib
+import re
 from math import gcd
 
-from deltasync.api import errors
-from deltasync.api.errors import ApiError
-from deltasync.api.params import ascii_int
-from deltasync.api.venue import ComboLeg
 from deltasync.core import limits
 from deltasync.core.errors import ParseError
 from deltasync.core.ids import parse_option_name
+from deltasync.venue.errors import InvalidRequest, UnknownInstrument
+from deltasync.venue.views import ComboLeg
 
 MARK = "CMB"
+_RATIO = re.compile(r"[0-9]{1,19}")
 
 
 def combo_instrument_id(name: str) -> int:
@@ -38,8 +38,9 @@ def is_combo_name(name: str) -> bool:
 def make_combo(legs: list[ComboLeg]) -> tuple[str, tuple[ComboLeg, ...]]:
     """Validate and normalise legs; return (name, legs in canonical order)."""
     if not limits.combo_legs_min <= len(legs) <= limits.combo_legs_max:
-        raise errors.invalid_param(
-            "trades", f"a combo has {limits.combo_legs_min} to {limits.combo_legs_max} legs"
+        raise InvalidRequest(
+            param="trades",
+            reason=f"a combo has {limits.combo_legs_min} to {limits.combo_legs_max} legs",
         )
     by_name: dict[str, int] = {}
     prefix = None
@@ -47,14 +48,13 @@ def make_combo(legs: list[ComboLeg]) -> tuple[str, tuple[ComboLeg, ...]]:
         try:
             option = parse_option_name(leg.instrument_name)
         except ParseError:
-            raise ApiError(errors.INVALID_OR_UNSUPPORTED_INSTRUMENT,
-                           {"instrument_name": leg.instrument_name[:80]}) from None
+            raise UnknownInstrument(instrument_name=leg.instrument_name[:80]) from None
         leg_prefix = f"{option.underlying}_{option.quote}"
         if prefix is not None and leg_prefix != prefix:
-            raise errors.invalid_param("trades", "all legs must share one underlying")
+            raise InvalidRequest(param="trades", reason="all legs must share one underlying")
         prefix = leg_prefix
         if leg.instrument_name in by_name:
-            raise errors.invalid_param("trades", "a leg instrument appears twice")
+            raise InvalidRequest(param="trades", reason="a leg instrument appears twice")
         by_name[leg.instrument_name] = leg.ratio
     divisor = 0
     for ratio in by_name.values():
@@ -63,7 +63,8 @@ def make_combo(legs: list[ComboLeg]) -> tuple[str, tuple[ComboLeg, ...]]:
         ComboLeg(name, by_name[name] // divisor) for name in sorted(by_name)
     )
     if any(abs(leg.ratio) > limits.combo_ratio_max for leg in ordered):
-        raise errors.invalid_param("trades", f"leg ratios are at most {limits.combo_ratio_max}")
+        raise InvalidRequest(param="trades",
+                             reason=f"leg ratios are at most {limits.combo_ratio_max}")
     spelled = []
     for leg in ordered:
         _, expiry, strike, kind = leg.instrument_name.split("-")
@@ -73,8 +74,8 @@ def make_combo(legs: list[ComboLeg]) -> tuple[str, tuple[ComboLeg, ...]]:
 
 
 def parse_combo(name: str) -> tuple[ComboLeg, ...]:
-    """The legs of a combo name; raises 10020 for anything malformed."""
-    bad = ApiError(errors.INVALID_OR_UNSUPPORTED_INSTRUMENT, {"instrument_name": name[:120]})
+    """The legs of a combo name; raises ``UnknownInstrument`` for anything malformed."""
+    bad = UnknownInstrument(instrument_name=name[:120])
     parts = name.split("-")
     if len(parts) < 4 or parts[1] != MARK or len(name) > 400:
         raise bad
@@ -84,10 +85,9 @@ def parse_combo(name: str) -> tuple[ComboLeg, ...]:
         if len(fields) != 4 or len(fields[3]) < 2 or fields[3][0] not in "BS":
             raise bad
         expiry, strike, kind, side_ratio = fields
-        magnitude = ascii_int(side_ratio[1:]) if side_ratio[1:2] != "-" else None
-        if magnitude is None:
+        if not _RATIO.fullmatch(side_ratio[1:]):
             raise bad
-        ratio = magnitude * (1 if side_ratio[0] == "B" else -1)
+        ratio = int(side_ratio[1:]) * (1 if side_ratio[0] == "B" else -1)
         if ratio == 0:
             raise bad
         legs.append(ComboLeg(f"{parts[0]}-{expiry}-{strike}-{kind}", ratio))

@@ -1,6 +1,6 @@
 """Mark price, implied volatilities and Greeks for display.
 
-The API shows what Deribit's ticker shows: ``mark_price`` (Black-Scholes at
+The venue shows what Deribit's ticker shows: ``mark_price`` (Black-Scholes at
 the index and the smile's vol), ``mark_iv``, ``bid_iv``/``ask_iv`` (the vols
 that price the best bid and ask) and the Greeks. These are computed with the
 exchange's own pricing functions (so they agree with the state machine's
@@ -13,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from deltasync.api.venue import Greeks
 from deltasync.core.ids import OptionKind
 from deltasync.core.timeutil import NS_PER_YEAR_365
 from deltasync.exchange import pricing
 from deltasync.exchange.instruments import Instrument
+from deltasync.venue.views import Greeks
 
 _PERCENT_PPM = Decimal(10_000)  # vol ppm -> percent
 

@@ -1,11 +1,10 @@
-"""Reads of an ``ExchangeState`` as API views, shared by every venue.
+"""Reads of an ``ExchangeState`` as views, shared by every venue.
 
-``StateReads`` holds the API's read model and answers the ``Venue`` read
+``StateReads`` holds the venue's read model and answers the ``Venue`` read
 methods from a state machine instance (``self.state``) plus the read model;
 ``fold_block`` feeds both from an applied block and publishes the resulting
-``BlockUpdate`` to ``blocks()`` subscribers. ``LocalVenue`` (one process) and
-``NodeVenue`` (a replicated node) differ only in how commands reach the log
-and in ``_barrier``, the wait that makes a read linearizable.
+``BlockUpdate`` to ``blocks()`` subscribers. ``_barrier`` is the wait that
+makes a read linearizable (a ReadIndex round on a replicated node).
 """
 
 from __future__ import annotations
@@ -16,23 +15,18 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from deltasync.api import errors
-from deltasync.api import venue as v
-from deltasync.api.errors import ApiError
-from deltasync.api.marks import Marks, compute_marks
-from deltasync.api.readmodel import _SIDE, _TIF, _TYPE, ReadModel
 from deltasync.core import limits
 from deltasync.core.codec import decode
-from deltasync.core.errors import DeltasyncError
-from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE, Amount
-from deltasync.exchange import commands as xc
+from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE
 from deltasync.exchange.book import BUY, SELL
 from deltasync.exchange.instruments import PPM, Instrument
 from deltasync.exchange.state import ExchangeState
 from deltasync.exchange.views import OrderState as XOrderState
 from deltasync.exchange.views import OrderView as XOrderView
+from deltasync.venue import views as v
+from deltasync.venue.marks import Marks, compute_marks
+from deltasync.venue.readmodel import ReadModel
 
-BLOCK_SUBSCRIBER_QUEUE_MAX = 10_000
 DAY_MS = 86_400_000
 
 _STATE = {
@@ -49,7 +43,7 @@ class _BlockSubscriber:
     def __init__(self, owner: StateReads) -> None:
         self.owner = owner
         self.queue: asyncio.Queue[v.BlockUpdate | None] = asyncio.Queue(
-            maxsize=BLOCK_SUBSCRIBER_QUEUE_MAX)
+            maxsize=limits.venue_block_subscriber_queue_max)
         self.dropped = False
 
     def offer(self, update: v.BlockUpdate) -> None:
@@ -98,31 +92,11 @@ class StateReads:
     async def _barrier(self, linearizable: bool) -> None:
         """Return once local state reflects every write committed before the call."""
 
-    # --- account funding, shared by both venues ----------------------------------------
-
-    async def deposit(self, account_id: int, amount_raw: int) -> v.CommandResult:
-        raise NotImplementedError
-
-    @staticmethod
-    def deposit_command(account_id: int, amount_raw: int) -> xc.Deposit:
-        try:
-            return xc.Deposit(account_id, Amount(amount_raw))
-        except DeltasyncError as exc:
-            raise ApiError(errors.INVALID_PARAMS, {"reason": str(exc)}) from None
-
-    async def _fund(self, account_id: int, deposit_raw: int) -> int:
-        """Credit a freshly allocated account (if asked to); returns its id."""
-        if deposit_raw > 0:
-            result = await self.deposit(account_id, deposit_raw)
-            if result.rejection is not None:
-                raise ApiError(errors.OTHER_REJECT, {"reason": result.rejection.reason})
-        return account_id
-
     def fold_block(
         self,
         height: int,
         time_ns: int,
-        commands: Sequence[tuple[v.VenueCommand | None, xc.Command]],
+        commands: Sequence[Any],
         per_command_events: Sequence[Sequence[Any]],
         block_events: Sequence[Any],
     ) -> list[v.CommandResult]:
@@ -359,8 +333,8 @@ class StateReads:
             return known
         return v.OrderView(
             order_id=view.order_id, account_id=view.account, instrument_name=view.instrument,
-            direction=_SIDE[view.side], order_type=_TYPE[view.order_type],
-            time_in_force=_TIF[view.time_in_force], price_raw=view.price.raw,
+            side=view.side, order_type=view.order_type,
+            time_in_force=view.time_in_force, price_raw=view.price.raw,
             amount_raw=view.amount.raw, filled_amount_raw=view.filled.raw, average_price_raw=0,
             order_state=_STATE[view.state], post_only=view.post_only,
             reduce_only=view.reduce_only, label=view.label, creation_timestamp_ms=0,

@@ -1,16 +1,10 @@
-"""The narrow interface between the API and whatever runs the exchange.
+"""What the venue reports: views of orders, trades, positions, accounts, books, blocks.
 
-The API never touches ``ExchangeState`` or consensus directly. It talks to a
-``Venue``: something that puts commands through the log and answers queries.
-``LocalVenue`` (one process, no replication) and the replicated node both
-implement it, so the HTTP/WebSocket layer, auth, rate limits and
-subscriptions are written once.
-
-Everything crossing this boundary is a small frozen dataclass in API terms
-(instrument names, raw fixed-point integers with the scales of
-``deltasync.core.fixed``), not the exchange's own commands and events: the
-venue translates both ways, so the server keeps working while the state
-machine's internals change.
+The one home of these shapes: the read model builds them from the block
+stream, the reads build them from the state machine, and the API turns them
+into Deribit's JSON (``api.shapes``). Side, order type and time in force are
+the exchange's own enums (``exchange.commands``), spelled Deribit's way only
+at the API edge.
 
 Money and sizes are raw integers (``*_raw``): prices and amounts in
 millionths (``Price``/``Quantity``/``Amount`` scales). Figures that are not
@@ -20,114 +14,39 @@ replicated money (implied volatility, Greeks, commission rates) are
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-# --- enumerations with Deribit's spellings -----------------------------------
+from deltasync.exchange.commands import OrderType, Side, TimeInForce
 
-
-class Direction(Enum):
-    BUY = "buy"
-    SELL = "sell"
-
-
-class OrderType(Enum):
-    LIMIT = "limit"
-    MARKET = "market"
-
-
-class TimeInForce(Enum):
-    GOOD_TIL_CANCELLED = "good_til_cancelled"
-    GOOD_TIL_DAY = "good_til_day"  # expires at the end of the UTC day of its block time
-    FILL_OR_KILL = "fill_or_kill"
-    IMMEDIATE_OR_CANCEL = "immediate_or_cancel"
+__all__ = [
+    "AccountView", "BlockUpdate", "BookView", "ComboLeg", "CommandResult", "Greeks",
+    "IndexView", "InstrumentView", "LevelChange", "OrderState", "OrderType", "OrderView",
+    "PositionView", "Rejection", "Side", "StateRootView", "TickerView", "TimeInForce",
+    "TradeView",
+]
 
 
 class OrderState(Enum):
+    """An order's state as a trader sees it (an expired order reads as cancelled)."""
+
     OPEN = "open"
     FILLED = "filled"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
 
 
-# --- commands (what a client asks the venue to do) ----------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class ComboLeg:
+    """A leg of a combo as its name spells it (``venue.combos``)."""
+
     instrument_name: str
     ratio: int  # signed: positive legs are bought when the combo is bought
 
     def __post_init__(self) -> None:
         assert self.ratio != 0, "a combo leg needs a non-zero ratio"
-
-
-@dataclass(frozen=True, slots=True)
-class PlaceOrder:
-    instrument_name: str
-    direction: Direction
-    amount_raw: int
-    order_type: OrderType = OrderType.LIMIT
-    price_raw: int | None = None  # required for limit orders
-    time_in_force: TimeInForce = TimeInForce.GOOD_TIL_CANCELLED
-    post_only: bool = False
-    reject_post_only: bool = True  # deltasync never reprices post-only orders
-    reduce_only: bool = False
-    label: str = ""
-    valid_until_ms: int | None = None  # good-til-time, in block time
-
-
-@dataclass(frozen=True, slots=True)
-class PlaceComboOrder:
-    combo_name: str
-    legs: tuple[ComboLeg, ...]
-    direction: Direction
-    amount_raw: int  # combo units; leg amount = amount x |ratio|
-    price_raw: int  # net limit price per combo unit (may be negative: a credit)
-    time_in_force: TimeInForce = TimeInForce.IMMEDIATE_OR_CANCEL
-    label: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class EditOrder:
-    order_id: int
-    amount_raw: int
-    price_raw: int | None = None
-    post_only: bool | None = None
-    reduce_only: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CancelOrder:
-    order_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class CancelAll:
-    instrument_name: str | None = None  # None: every instrument
-
-
-@dataclass(frozen=True, slots=True)
-class CancelByLabel:
-    label: str
-    instrument_name: str | None = None  # None: every instrument
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitOracleReport:
-    """A price source's signed report (``exchange.oracle.OracleReport``); the state
-    machine checks the signature, so anyone may relay one."""
-
-    report: Any
-
-
-VenueCommand = (
-    PlaceOrder | PlaceComboOrder | EditOrder | CancelOrder | CancelAll | CancelByLabel
-    | SubmitOracleReport
-)
 
 
 # --- views (what the venue reports) -----------------------------------------------
@@ -146,7 +65,7 @@ class OrderView:
     order_id: int
     account_id: int
     instrument_name: str
-    direction: Direction
+    side: Side
     order_type: OrderType
     time_in_force: TimeInForce
     price_raw: int | None
@@ -171,7 +90,7 @@ class TradeView:
     instrument_name: str
     price_raw: int
     amount_raw: int
-    direction: Direction  # the taker's side
+    side: Side  # the taker's side
     timestamp_ms: int
     taker_account_id: int
     maker_account_id: int
@@ -321,7 +240,7 @@ class CommandResult:
 @dataclass(frozen=True, slots=True)
 class LevelChange:
     instrument_name: str
-    side: Direction  # BUY: a bid level, SELL: an ask level
+    side: Side  # BUY: a bid level, SELL: an ask level
     price_raw: int
     amount_raw: int  # the level's new total; 0 removes it
 
@@ -338,92 +257,3 @@ class BlockUpdate:
     indexes: tuple[IndexView, ...] = ()
     accounts: tuple[int, ...] = ()  # accounts whose balance, margin or positions changed
     instruments: tuple[str, ...] = ()  # instruments whose ticker changed (mark, trades, book)
-
-
-# --- the protocol ---------------------------------------------------------------------
-
-
-@runtime_checkable
-class Venue(Protocol):
-    """A running exchange seen from the API.
-
-    ``submit`` returns after the command's block is applied. Reads are
-    linearizable by default (the replicated node confirms leadership with a
-    ReadIndex first); ``linearizable=False`` answers from local state, which
-    may lag. Unknown instruments, orders and accounts are ``None`` or empty.
-    """
-
-    demo_mode: bool
-
-    async def submit(
-        self,
-        account_id: int,
-        command: VenueCommand,
-        request_id: str | None = None,
-        on_queued: Callable[[], None] | None = None,
-    ) -> CommandResult:
-        """Put a command through the log. ``on_queued`` is called once the command
-        holds its place in the venue's order (before it is applied), so a caller
-        may pipeline the next command without reordering them."""
-        ...
-
-    async def create_account(self, deposit_raw: int) -> int: ...
-
-    async def deposit(self, account_id: int, amount_raw: int) -> CommandResult: ...
-
-    async def instruments(self, *, linearizable: bool = True) -> list[InstrumentView]: ...
-
-    async def instrument(self, name: str, *, linearizable: bool = True) -> InstrumentView | None: ...
-
-    async def book(
-        self, name: str, depth: int, *, linearizable: bool = True
-    ) -> BookView | None: ...
-
-    async def ticker(self, name: str, *, linearizable: bool = True) -> TickerView | None: ...
-
-    async def index_price(self, index_name: str, *, linearizable: bool = True) -> IndexView | None: ...
-
-    async def last_trades(
-        self, name: str, count: int, *, linearizable: bool = True
-    ) -> list[TradeView]: ...
-
-    async def open_orders(
-        self, account_id: int, instrument_name: str | None = None, *, linearizable: bool = True
-    ) -> list[OrderView]: ...
-
-    async def order(
-        self, account_id: int, order_id: int, *, linearizable: bool = True
-    ) -> OrderView | None: ...
-
-    async def user_trades(
-        self, account_id: int, instrument_name: str, count: int, *, linearizable: bool = True
-    ) -> list[TradeView]: ...
-
-    async def positions(
-        self, account_id: int, *, linearizable: bool = True
-    ) -> list[PositionView]: ...
-
-    async def account_summary(
-        self, account_id: int, *, linearizable: bool = True
-    ) -> AccountView | None: ...
-
-    async def node_status(self) -> dict[str, Any]:
-        """This node alone: id, role, leader, height, commit index, state root."""
-        ...
-
-    async def cluster_status(self) -> dict[str, Any]:
-        """Every node as this node can see it, and whether their state roots agree."""
-        ...
-
-    async def state_root(self, height: int | None = None) -> StateRootView | None: ...
-
-    async def stats(self) -> dict[str, Any]:
-        """Counters since this venue started serving: events applied by kind, trades."""
-        ...
-
-    async def account_proof(self, account_id: int) -> dict[str, Any] | None: ...
-
-    def blocks(self) -> AsyncIterator[BlockUpdate]:
-        """Every applied block from now on, in height order (a bounded queue;
-        a consumer that falls too far behind sees the iterator end)."""
-        ...
