@@ -17,7 +17,7 @@ book level changes, found by diffing the touched books).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -74,17 +74,20 @@ class ReadModel:
         commands: Sequence[Any],
         per_command_events: Sequence[Sequence[Any]],
         block_events: Iterable[Any] = (),
-    ) -> tuple[list[v.CommandResult], v.BlockUpdate]:
+        wanted: Container[int] = (),
+    ) -> tuple[dict[int, v.CommandResult], v.BlockUpdate]:
         """Fold one block: ``commands[i]`` (an exchange command) had the events
         ``per_command_events[i]``; ``block_events`` are the events no command
-        caused (expiry, settlement, ...). Returns each command's result."""
+        caused (expiry, settlement, ...). Returns the result of each command whose
+        index is ``wanted`` (someone waits for it), as of right after that command."""
         assert len(commands) == len(per_command_events)
         self.height, self.time_ns = height, time_ns
         block = _BlockFold(height, time_ns // 1_000_000)
-        results = []
-        for command, events in zip(commands, per_command_events, strict=True):
+        results: dict[int, v.CommandResult] = {}
+        for index, (command, events) in enumerate(zip(commands, per_command_events, strict=True)):
             self._fold_command(block, command, events)
-            results.append(self.result_of(height, events))
+            if index in wanted:
+                results[index] = self.result_of(height, events)
         for event in block_events:
             self._fold_event(block, None, event)
         levels = self._diff_books(block.instruments_touched)
@@ -161,6 +164,9 @@ class ReadModel:
                 block.touch_instrument(event.account, event.instrument)
             case xe.OrderEdited():
                 self._fold_edited(block, event)
+            case (xe.OrderRejected() | xe.CancelRejected() | xe.ComboRejected()
+                  | xe.WithdrawRejected() | xe.ListingRejected() | OracleReportRejected()):
+                pass  # nothing changed; the command's result reads them (``result_of``)
             case xe.ComboFilled() | xe.Deposited() | xe.Withdrawn():
                 block.accounts.add(event.account)
             case xe.InstrumentListed() | xe.InstrumentExpired():

@@ -10,7 +10,7 @@ makes a read linearizable (a ReadIndex round on a replicated node).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Container, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -99,7 +99,10 @@ class StateReads:
         commands: Sequence[Any],
         per_command_events: Sequence[Sequence[Any]],
         block_events: Sequence[Any],
-    ) -> list[v.CommandResult]:
+        wanted: Container[int] = (),
+    ) -> dict[int, v.CommandResult]:
+        """Fold an applied block into the read model and publish it to subscribers;
+        returns the results of the ``wanted`` commands (see ``ReadModel.apply``)."""
         if self.read.height and height != self.read.height + 1:
             # Blocks were skipped (a node that installed a snapshot): the cached
             # book levels are stale, so subscribers start over from fresh snapshots.
@@ -107,7 +110,7 @@ class StateReads:
             self._reconcile_orders()
             self.end_subscribers()
         results, update = self.read.apply(height, time_ns, commands, per_command_events,
-                                          block_events)
+                                          block_events, wanted)
         self._update_open_interest(update)
         for subscriber in list(self._subscribers):
             subscriber.offer(update)

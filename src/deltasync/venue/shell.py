@@ -76,15 +76,16 @@ class ShellVenue(StateReads):
     # --- the one result channel ------------------------------------------------------
 
     def _on_block(self, block: AppliedBlock) -> None:
+        waiting = self._waiting
+        wanted = {index: (session, request)
+                  for index, (session, request, _origin) in enumerate(block.sessions)
+                  if (session, request) in waiting} if waiting else {}
         result = block.result
         results = self.fold_block(block.height, block.time_ns, block.commands, result.events,
-                                  list(result.start_events) + list(result.end_events))
+                                  list(result.start_events) + list(result.end_events), wanted)
         self.blocks_applied += 1
-        if not self._waiting:
-            return
-        for (session, request, _origin), command_result in zip(block.sessions, results,
-                                                                strict=True):
-            self._resolve((session, request), command_result)
+        for index, key in wanted.items():
+            self._resolve(key, results[index])
         for answer in block.retried:
             key = (answer.session, answer.request)
             if key in self._waiting:
