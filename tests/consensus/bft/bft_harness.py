@@ -28,9 +28,12 @@ from deltasync.consensus.bft import (
     BftConfig,
     BftNode,
     Block,
+    BlockRequest,
+    BlockResponse,
     CommittedBlock,
     Ed25519Signer,
     Evidence,
+    InvalidReason,
     Message,
     Proposal,
     QuorumCert,
@@ -46,7 +49,11 @@ from deltasync.consensus.bft import (
     genesis_qc,
     qc_problem,
 )
-from deltasync.consensus.bft.messages import proposal_signing_bytes
+from deltasync.consensus.bft.messages import (
+    ValidatorSignature,
+    proposal_signing_bytes,
+    timeout_signing_bytes,
+)
 
 CHAIN_ID = "bft-test"
 
@@ -88,11 +95,17 @@ class Behaviour:
     withhold: bool = False  # send no proposals and no votes
     replay: bool = False  # re-send old messages recorded from the wire
     invalid_payloads: bool = False  # propose payloads honest validators refuse
+    forge: bool = False  # send timeouts carrying certificates signed by itself alone
 
     @property
     def honest(self) -> bool:
         return not (
-            self.equivocate or self.double_vote or self.withhold or self.replay or self.invalid_payloads
+            self.equivocate
+            or self.double_vote
+            or self.withhold
+            or self.replay
+            or self.invalid_payloads
+            or self.forge
         )
 
 
@@ -154,7 +167,13 @@ class Process:
             return
         if self.behaviour.double_vote and isinstance(message, Proposal):
             self._vote_regardless(message)
-        self.core.step(message)
+        refused = self.core.step(message)
+        if refused is not None and refused.reason is InvalidReason.UNKNOWN_BLOCK:
+            assert isinstance(message, BlockRequest)
+            self._serve_from_store(message)
+        elif refused is not None and self.honest:
+            reasons = self.cluster.refused
+            reasons[refused.reason.name] = reasons.get(refused.reason.name, 0) + 1
         self.drain()
 
     def tick(self) -> None:
@@ -168,14 +187,15 @@ class Process:
         while self.core is not None and self.core.has_ready():
             core = self.core
             ready = core.ready()
+            # crashes strike between persisting and sending a vote or timeout: the worst moment
             if self.cluster.send_before_persist:
                 self._send(ready.messages)
-                if self.cluster.maybe_crash(self):
+                if ready.must_sync and self.cluster.maybe_crash(self):
                     return
                 self._persist(ready.safety)
             else:
                 self._persist(ready.safety)
-                if self.cluster.maybe_crash(self):
+                if ready.must_sync and self.cluster.maybe_crash(self):
                     return
                 self._send(ready.messages)
             for committed in ready.committed:
@@ -188,6 +208,16 @@ class Process:
             core.advance(ready)
             if ready.payload_request is not None:
                 self._propose(core, ready.payload_request.round)
+
+    def _serve_from_store(self, request: BlockRequest) -> None:
+        """The node's part of block sync: committed blocks the core no longer holds."""
+        heights = {c.block_id: c.block.height for c in self.durable.committed}
+        height = heights.get(request.block_id)
+        if height is None:
+            return
+        low = max(height - min(request.count, 64), 0)
+        blocks = tuple(c.block for c in reversed(self.durable.committed[low:height]))
+        self.cluster.send(self, request.sender, BlockResponse(self.validator_id, blocks))
 
     def _persist(self, safety: SafetyState | None) -> None:
         if safety is not None:
@@ -205,12 +235,14 @@ class Process:
             message = item.message
             if self.behaviour.withhold and isinstance(message, Proposal | Vote):
                 continue
-            if self.behaviour.equivocate and isinstance(message, Proposal):
-                twin = equivocation.get(message.block.round) or self._conflicting(message)
-                equivocation[message.block.round] = twin
-                if item.recipient % 2 == 0:
-                    message = twin
             self.cluster.send(self, item.recipient, message)
+            if self.behaviour.equivocate and isinstance(message, Proposal):
+                other = equivocation.get(message.block.round)
+                if other is None:
+                    other = equivocation[message.block.round] = self._conflicting(message)
+                    if self.behaviour.double_vote:
+                        self._vote_regardless(other)  # and vote for both of its blocks
+                self.cluster.send(self, item.recipient, other)  # the network decides which lands first
 
     def _conflicting(self, proposal: Proposal) -> Proposal:
         block = proposal.block
@@ -219,6 +251,17 @@ class Process:
         other_id = other.compute_id(CHAIN_ID)
         signature = self.signer.sign(proposal_signing_bytes(CHAIN_ID, block.epoch, block.round, other_id))
         return Proposal(other, other_id, proposal.tc, signature)
+
+    def forged_timeout(self) -> Timeout | None:
+        """A timeout whose high QC certifies a made-up block with this validator's signature alone."""
+        if self.core is None:
+            return None
+        round_number = self.core.status().round + 1
+        data = VoteData(0, round_number - 1, 999, b"\x66" * 32, b"\x66" * 32, round_number - 2)
+        own = ValidatorSignature(self.validator_id, self.signer.sign(data.signing_bytes(CHAIN_ID)))
+        forged_qc = QuorumCert(data, (own,))
+        message = timeout_signing_bytes(CHAIN_ID, 0, round_number, forged_qc.round)
+        return Timeout(0, round_number, self.validator_id, forged_qc, None, self.signer.sign(message))
 
     def _vote_regardless(self, proposal: Proposal) -> None:
         block = proposal.block
@@ -254,6 +297,8 @@ class Cluster:
         crash_rate: float = 0.0,
         send_before_persist: bool = False,
         round_timeout_ticks: int = 12,
+        check_certificates: bool = True,
+        restart_delay_max: int = 10,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -262,6 +307,7 @@ class Cluster:
         self.drop_rate = drop_rate
         self.delay_max = delay_max
         self.crash_rate = crash_rate
+        self.restart_delay_max = restart_delay_max
         self.send_before_persist = send_before_persist
         self.now = 0
         self.sequence = 0
@@ -269,7 +315,10 @@ class Cluster:
         self.sent_log: list[Message] = []
         self.partition: list[set[int]] | None = None
         self.crashed: dict[int, int] = {}  # process id -> restart time
-        self.checker = Checker(self)
+        self.refused: dict[str, int] = {}  # why honest cores refused messages, by reason
+        self.checker = Checker(self, check_certificates=check_certificates)
+        self.steps_to_progress_after_heal = -1
+        self.rounds_to_progress_after_heal = -1
         behaviours = behaviours or {}
         self.processes: list[Process] = []
         for vid in self.validators.ids:
@@ -304,7 +353,7 @@ class Cluster:
     def maybe_crash(self, process: Process) -> bool:
         if self.crash_rate and self.rng.random() < self.crash_rate:
             process.crash()
-            self.crashed[process.process_id] = self.now + self.rng.randint(2, 10)
+            self.crashed[process.process_id] = self.now + self.rng.randint(1, self.restart_delay_max)
             return True
         return False
 
@@ -330,9 +379,14 @@ class Cluster:
             process.tick()
             if process.behaviour.replay and self.sent_log and self.rng.random() < 0.3:
                 old = self.sent_log[self.rng.randrange(len(self.sent_log))]
-                target = self.rng.choice(self.validators.ids)
-                self.sequence += 1
-                self.in_flight.append(InFlight(self.now + 1, self.sequence, process.process_id, target, old))
+                self._inject(process, old)
+            if process.behaviour.forge and (forged := process.forged_timeout()) is not None:
+                self._inject(process, forged)
+
+    def _inject(self, source: Process, message: Message) -> None:
+        self.sequence += 1
+        target = self.rng.choice(self.validators.ids)
+        self.in_flight.append(InFlight(self.now + 1, self.sequence, source.process_id, target, message))
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
@@ -357,8 +411,9 @@ class Cluster:
 class Checker:
     """Safety checks on every commit and every message an honest process sends."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, *, check_certificates: bool = True) -> None:
         self.cluster = cluster
+        self.check_certificates = check_certificates
         self.by_height: dict[int, tuple[bytes, int]] = {}
         self.honest_votes: dict[tuple[int, int], VoteData] = {}
         self.evidence: list[Evidence] = []
@@ -389,7 +444,8 @@ class Checker:
         chain = process.durable.committed
         height = len(chain)
         block = committed.block
-        self._check_certificates(chain, committed, height)
+        if self.check_certificates:
+            self._check_certificates(chain, committed, height)
         seen = self.by_height.setdefault(height, (committed.block_id, process.process_id))
         if seen[0] != committed.block_id:
             self.fail(
@@ -425,6 +481,13 @@ class Checker:
             self.fail(f"commit QC of height {height} certifies a child of another block")
 
 
+def run_faulty(seed: int, size: int, *, steps: int = 300, **options: object) -> Cluster:
+    """Safety only: faults throughout (no healing, no liveness requirement)."""
+    cluster = Cluster(seed, size, **options)  # type: ignore[arg-type]
+    cluster.run(steps)
+    return cluster
+
+
 def run_chaos(
     seed: int,
     size: int,
@@ -452,9 +515,13 @@ def run_chaos(
     cluster.run(steps - partition_from - steps // 2)
     cluster.heal()
     before = cluster.committed_heights()
-    for _ in range(heal_steps):
+    round_at_heal = max(p.core.status().round for p in cluster.honest() if p.core)
+    for taken in range(1, heal_steps + 1):
         cluster.step()
         after = cluster.committed_heights()
         if all(after[p] >= before[p] + progress_after_heal for p in after):
+            cluster.steps_to_progress_after_heal = taken
+            round_now = max(p.core.status().round for p in cluster.honest() if p.core)
+            cluster.rounds_to_progress_after_heal = round_now - round_at_heal
             return cluster
     raise CheckFailed(f"seed {seed}: no progress within {heal_steps} steps after healing: {before} -> {after}")

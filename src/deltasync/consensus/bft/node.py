@@ -78,12 +78,12 @@ class BftNode:
         self._epoch = validators.epoch
         self._me = config.validator_id
         genesis = genesis_qc(self._chain, self._epoch)
-        safety = recovered.safety if recovered else SafetyState(self._epoch, 0, genesis)
+        safety = recovered.safety if recovered else SafetyState(self._epoch, 0, genesis, None)
         if safety.epoch != self._epoch:
             raise ConfigError(key="recovered", reason="safety state of another epoch")
         self._last_voted_round = safety.last_voted_round
         self._high_qc = safety.high_qc
-        self._high_tc: TimeoutCert | None = None
+        self._high_tc = safety.high_tc
         self._committed_qc = recovered.committed_qc if recovered else genesis
         self._commit_goal: tuple[bytes, int, QuorumCert] | None = None
         self._blocks: dict[bytes, Block] = {}
@@ -115,7 +115,9 @@ class BftNode:
         self._reported_soft: SoftState | None = None
         self._outstanding: Ready | None = None
         self._failure: BaseException | None = None
-        self._enter_round(max(self._high_qc.round + 1, self._last_voted_round, 1), by_qc=True)
+        tc_round = self._high_tc.round if self._high_tc else 0
+        first_round = max(self._high_qc.round + 1, tc_round + 1, self._last_voted_round, 1)
+        self._enter_round(first_round, by_qc=True)
 
     # --- inputs ---------------------------------------------------------------
 
@@ -234,7 +236,7 @@ class BftNode:
         self._try_commit()  # the rest of a commit batch cut by committed_per_ready_max
 
     def safety_state(self) -> SafetyState:
-        return SafetyState(self._epoch, self._last_voted_round, self._high_qc)
+        return SafetyState(self._epoch, self._last_voted_round, self._high_qc, self._high_tc)
 
     def status(self) -> Status:
         committed = self._committed_qc
@@ -492,6 +494,7 @@ class BftNode:
         self._observe_qc(tc.high_qc)
         if self._high_tc is None or tc.round > self._high_tc.round:
             self._high_tc = tc
+            self._safety_changed(sync=False)
         if tc.round + 1 > self._round:
             self._enter_round(tc.round + 1, by_qc=False)
 
@@ -604,8 +607,9 @@ class BftNode:
                 break
             blocks.append(block)
             block_id = block.parent_id
-        if blocks:
-            self._out_messages.append(Outgoing(request.sender, BlockResponse(self._me, tuple(blocks))))
+        if not blocks:
+            return Invalid(InvalidReason.UNKNOWN_BLOCK, "serve it from the committed store")
+        self._out_messages.append(Outgoing(request.sender, BlockResponse(self._me, tuple(blocks))))
         return None
 
     def _on_block_response(self, response: BlockResponse) -> Invalid | None:

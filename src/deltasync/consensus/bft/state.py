@@ -12,6 +12,7 @@ from deltasync.consensus.bft.messages import (
     Evidence,
     Outgoing,
     QuorumCert,
+    TimeoutCert,
 )
 from deltasync.consensus.bft.validators import ValidatorSet
 from deltasync.core.errors import ConfigError, LocalError
@@ -62,11 +63,15 @@ class SafetyState:
     never votes again in a round at or below it. ``high_qc``: the highest certificate
     it knows, its lock: its timeouts report that round, which is what keeps a block
     committed by a 2-chain from being skipped after a timeout certificate.
+    ``high_tc``: the highest timeout certificate it knows; not needed for safety, but
+    after a restart it justifies the round the validator was in, so its timeouts can
+    bring the others to that round (they may have lost the TC too).
     """
 
     epoch: int
     last_voted_round: int
     high_qc: QuorumCert
+    high_tc: TimeoutCert | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,7 @@ class InvalidReason(Enum):
     STALE = "older than what is already known"
     LIMIT = "a bounded buffer is full"
     UNSOLICITED = "block not requested"
+    UNKNOWN_BLOCK = "block not held by the core: the node serves it from its committed blocks"
 
 
 @dataclass(frozen=True, slots=True)
