@@ -188,7 +188,7 @@ class BftNode:
         """The node's answer to ``Ready.blocks_to_validate``."""
         self._check_alive()
         if block_id not in self._validation_asked:
-            raise BftUsageError(reason="verdict for a block the core did not ask about")
+            return  # its round is over (or it was never asked): a late verdict changes nothing
         self._verdicts[block_id] = valid
         if valid:
             self._try_vote()
@@ -269,7 +269,7 @@ class BftNode:
             return Invalid(InvalidReason.MALFORMED_BLOCK, problem)
         if not proposal_signature_ok(self._validators, self._chain, block, block_id, proposal.signature):
             return Invalid(InvalidReason.BAD_SIGNATURE, "proposal")
-        self._record_proposal(block, block_id, proposal.signature)
+        first_of_round = self._record_proposal(block, block_id, proposal.signature)
         tc = proposal.tc
         if block.round != block.qc.round + 1 and (tc is None or tc.round + 1 != block.round):
             return Invalid(InvalidReason.UNJUSTIFIED_ROUND, f"round {block.round}")
@@ -281,6 +281,8 @@ class BftNode:
             self._observe_tc(tc)
         if block.height <= self._committed_qc.height:
             return Invalid(InvalidReason.STALE, f"height {block.height} is committed")
+        if not first_of_round:
+            return None  # an equivocation: reported; kept out of the store (fetched if certified)
         if not self._store_block(block_id, block):
             return Invalid(InvalidReason.LIMIT, "blocks_pending_max")
         if block.round == self._round:
@@ -288,15 +290,19 @@ class BftNode:
             self._try_vote()
         return None
 
-    def _record_proposal(self, block: Block, block_id: bytes, signature: bytes) -> None:
+    def _record_proposal(self, block: Block, block_id: bytes, signature: bytes) -> bool:
+        """Remember the proposer's block of this round; False if it proposed another one."""
         key = (block.round, block.proposer)
         seen = self._proposals_seen.get(key)
         if seen is None:
             self._proposals_seen[key] = (block_id, signature)
-        elif seen[0] != block_id:
+            return True
+        if seen[0] != block_id:
             first = proposal_as_vote_data(self._epoch, block.round, seen[0])
             second = proposal_as_vote_data(self._epoch, block.round, block_id)
             self._emit_evidence(EvidenceKind.DOUBLE_PROPOSAL, block.proposer, first, seen[1], second, signature)
+            return False
+        return True
 
     def _try_vote(self) -> None:
         proposal = self._pending
@@ -411,7 +417,7 @@ class BftNode:
             return Invalid(InvalidReason.OUT_OF_WINDOW, f"round {timeout.round}")
         last_tc = timeout.last_tc
         if timeout.high_qc.round >= timeout.round or (last_tc and last_tc.round >= timeout.round):
-            return Invalid(InvalidReason.MALFORMED_BLOCK, "certificate at or above the timeout's round")
+            return Invalid(InvalidReason.BAD_CERTIFICATE, "certificate at or above the timeout's round")
         message = timeout_signing_bytes(self._chain, self._epoch, timeout.round, timeout.high_qc.round)
         if not self._validators.signed_by(timeout.voter, message, timeout.signature):
             return Invalid(InvalidReason.BAD_SIGNATURE, f"timeout of {timeout.voter}")
