@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from deltasync.consensus.bft import (
+    BFT_MESSAGES,
     BftConfig,
     BftNode,
     Block,
@@ -54,6 +55,7 @@ from deltasync.consensus.bft.messages import (
     proposal_signing_bytes,
     timeout_signing_bytes,
 )
+from deltasync.core.codec import encode
 
 CHAIN_ID = "bft-test"
 
@@ -299,6 +301,7 @@ class Cluster:
         round_timeout_ticks: int = 12,
         check_certificates: bool = True,
         restart_delay_max: int = 10,
+        trace: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -308,6 +311,7 @@ class Cluster:
         self.delay_max = delay_max
         self.crash_rate = crash_rate
         self.restart_delay_max = restart_delay_max
+        self.trace = hashlib.sha256() if trace else None  # every message sent, in order
         self.send_before_persist = send_before_persist
         self.now = 0
         self.sequence = 0
@@ -342,6 +346,9 @@ class Cluster:
         delay = self.rng.randint(1, self.delay_max)
         self.in_flight.append(InFlight(self.now + delay, self.sequence, source.process_id, recipient, message))
         self.checker.on_send(source, message)
+        if self.trace is not None:
+            self.trace.update(encode([self.now, delay, source.process_id, recipient]))
+            self.trace.update(BFT_MESSAGES.encode(message))
         if isinstance(message, Proposal | Vote | Timeout) and len(self.sent_log) < 5_000:
             self.sent_log.append(message)
 
@@ -417,6 +424,7 @@ class Checker:
         self.by_height: dict[int, tuple[bytes, int]] = {}
         self.honest_votes: dict[tuple[int, int], VoteData] = {}
         self.evidence: list[Evidence] = []
+        self.valid_certificates: dict[QuorumCert, bool] = {}  # checked with the true quorum
 
     def fail(self, reason: str) -> None:
         raise CheckFailed(f"seed {self.cluster.seed}: {reason}")
@@ -463,9 +471,12 @@ class Checker:
         if block.parent_id != parent:
             self.fail(f"block at height {height} does not extend the block committed below it")
         for name, qc in (("certificate", committed.certificate), ("commit QC", committed.commit_qc)):
+            if qc in self.valid_certificates:
+                continue
             problem = qc_problem(qc, validators, CHAIN_ID, quorum)
             if problem is not None:
                 self.fail(f"{name} of height {height}: {problem}")
+            self.valid_certificates[qc] = True
         if committed.certificate.block_id != committed.block_id:
             self.fail(f"certificate of height {height} certifies another block")
         self._check_two_chain(chain, committed.commit_qc, height)

@@ -9,7 +9,11 @@ seeds; ``-m slow`` sweeps many more.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from bft_harness import INVALID_PAYLOAD, Behaviour, CheckFailed, Cluster, run_chaos, run_faulty
@@ -211,3 +215,33 @@ def test_sweep_twins() -> None:
 def test_sweep_crash_at_every_vote() -> None:
     for seed in range(40):
         crash_at_every_vote(seed, False)
+
+
+# --- determinism ----------------------------------------------------------------
+
+TRACE_PROGRAM = """
+import sys
+sys.path.insert(0, {harness_dir!r})
+from bft_harness import Behaviour, Cluster
+cluster = Cluster(11, 4, behaviours={{4: Behaviour(equivocate=True)}}, drop_rate=0.1, crash_rate=0.02, trace=True)
+cluster.run(60)
+print(cluster.trace.hexdigest(), min(cluster.committed_heights().values()))
+"""
+
+
+def test_one_seed_gives_one_trace_under_any_hash_seed() -> None:
+    """Same seed, same messages in the same order, whatever PYTHONHASHSEED is."""
+    program = TRACE_PROGRAM.format(harness_dir=str(Path(__file__).parent))
+    outputs = set()
+    for hash_seed in ("0", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        done = subprocess.run(
+            [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120, check=True
+        )
+        outputs.add(done.stdout.strip())
+    assert len(outputs) == 1, outputs
+    trace, height = outputs.pop().split()
+    assert int(height) > 0
+    in_process = Cluster(11, 4, behaviours={4: Behaviour(equivocate=True)}, drop_rate=0.1, crash_rate=0.02, trace=True)
+    in_process.run(60)
+    assert in_process.trace is not None and in_process.trace.hexdigest() == trace

@@ -9,6 +9,8 @@ signatures and is accepted only as exactly itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from deltasync.consensus.bft.messages import (
     Block,
     Evidence,
@@ -33,8 +35,18 @@ def _signers_ok(ids: list[int], validators: ValidatorSet, quorum: int) -> str | 
     return None
 
 
-def qc_problem(qc: QuorumCert, validators: ValidatorSet, chain_id: str, quorum: int) -> str | None:
-    """Why ``qc`` is not a valid certificate, or None. ``quorum`` is normally ``validators.quorum``."""
+def qc_problem(
+    qc: QuorumCert,
+    validators: ValidatorSet,
+    chain_id: str,
+    quorum: int,
+    already_verified: Callable[[int, bytes], bool] | None = None,
+) -> str | None:
+    """Why ``qc`` is not a valid certificate, or None. ``quorum`` is normally ``validators.quorum``.
+
+    ``already_verified(validator_id, signature)`` may vouch for signatures the caller
+    checked before over this very vote data (a core's own vote tally), to skip them.
+    """
     if qc.vote_data.epoch != validators.epoch:
         return "certificate of another epoch"
     if qc.round == 0:
@@ -44,6 +56,8 @@ def qc_problem(qc: QuorumCert, validators: ValidatorSet, chain_id: str, quorum: 
         return problem
     message = qc.vote_data.signing_bytes(chain_id)
     for entry in qc.signatures:
+        if already_verified is not None and already_verified(entry.validator_id, entry.signature):
+            continue
         if not validators.signed_by(entry.validator_id, message, entry.signature):
             return f"bad signature of validator {entry.validator_id}"
     return None

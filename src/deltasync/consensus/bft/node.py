@@ -458,7 +458,11 @@ class BftNode:
         digest = qc.digest()
         if digest in self._verified:
             return None
-        problem = qc_problem(qc, self._validators, self._chain, self._certificate_quorum())
+        def tallied(validator_id: int, signature: bytes) -> bool:
+            vote = self._votes_by_voter.get((qc.round, validator_id))
+            return vote is not None and vote.signature == signature and vote.vote_data == qc.vote_data
+
+        problem = qc_problem(qc, self._validators, self._chain, self._certificate_quorum(), tallied)
         if problem is None:
             self._verified[digest] = qc.round
         return problem
