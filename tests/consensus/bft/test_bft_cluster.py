@@ -245,3 +245,20 @@ def test_one_seed_gives_one_trace_under_any_hash_seed() -> None:
     in_process = Cluster(11, 4, behaviours={4: Behaviour(equivocate=True)}, drop_rate=0.1, crash_rate=0.02, trace=True)
     in_process.run(60)
     assert in_process.trace is not None and in_process.trace.hexdigest() == trace
+
+
+def test_a_validator_cut_off_for_hundreds_of_rounds_catches_up() -> None:
+    """Beyond every round window and the cores' block window: certificates pull it to the
+    current round, block sync (cores, then the node's committed store) brings the blocks."""
+    cluster = Cluster(seed=12, size=4)
+    cluster.partition = [{1, 2, 3}, {4}]
+    cluster.run(800)
+    lagging = cluster.processes[3]
+    leader_height = max(cluster.committed_heights().values())
+    window = lagging.config.round_window_max
+    assert lagging.core is not None and leader_height - len(lagging.durable.committed) > window
+    assert max(p.core.status().round for p in cluster.processes if p.core) - lagging.core.status().round > window
+    cluster.partition = None
+    cluster.run(100)
+    heights = cluster.committed_heights()
+    assert heights[4] >= leader_height, heights

@@ -262,23 +262,25 @@ class BftNode:
             return Invalid(InvalidReason.WRONG_EPOCH)
         if block.proposer != self._validators.proposer(block.round):
             return Invalid(InvalidReason.WRONG_PROPOSER, f"round {block.round}")
-        if block.round > self._round + self.config.round_window_max:
-            return Invalid(InvalidReason.OUT_OF_WINDOW, f"round {block.round}")
         problem = block_problem(block, block_id, self._chain, self.config.payload_bytes_max)
         if problem is not None:
             return Invalid(InvalidReason.MALFORMED_BLOCK, problem)
         if not proposal_signature_ok(self._validators, self._chain, block, block_id, proposal.signature):
             return Invalid(InvalidReason.BAD_SIGNATURE, "proposal")
-        first_of_round = self._record_proposal(block, block_id, proposal.signature)
         tc = proposal.tc
         if block.round != block.qc.round + 1 and (tc is None or tc.round + 1 != block.round):
             return Invalid(InvalidReason.UNJUSTIFIED_ROUND, f"round {block.round}")
         problem = self._qc_problem(block.qc) or (self._tc_problem(tc) if tc else None)
         if problem is not None:
             return Invalid(InvalidReason.BAD_CERTIFICATE, problem)
+        # certificates are self-authenticating: learn them from any round, however far
+        # ahead (a justified proposal's round is at most ours once they are observed)
         self._observe_qc(block.qc)
         if tc is not None:
             self._observe_tc(tc)
+        if block.round < self._round - self.config.evidence_window_rounds:
+            return Invalid(InvalidReason.STALE, f"round {block.round}")
+        first_of_round = self._record_proposal(block, block_id, proposal.signature)
         if block.height <= self._committed_qc.height:
             return Invalid(InvalidReason.STALE, f"height {block.height} is committed")
         if not first_of_round:
@@ -413,8 +415,6 @@ class BftNode:
             return Invalid(InvalidReason.WRONG_EPOCH)
         if not self._validators.is_member(timeout.voter):
             return Invalid(InvalidReason.NOT_A_MEMBER, f"voter {timeout.voter}")
-        if timeout.round > self._round + self.config.round_window_max:
-            return Invalid(InvalidReason.OUT_OF_WINDOW, f"round {timeout.round}")
         last_tc = timeout.last_tc
         if timeout.high_qc.round >= timeout.round or (last_tc and last_tc.round >= timeout.round):
             return Invalid(InvalidReason.BAD_CERTIFICATE, "certificate at or above the timeout's round")
@@ -427,6 +427,8 @@ class BftNode:
         self._observe_qc(timeout.high_qc)
         if last_tc is not None:
             self._observe_tc(last_tc)
+        if timeout.round > self._round + self.config.round_window_max:
+            return Invalid(InvalidReason.OUT_OF_WINDOW, f"round {timeout.round}")
         if timeout.round < self._round:
             return None
         entries = self._timeouts.setdefault(timeout.round, {})
