@@ -169,6 +169,8 @@ class Process:
             return
         if self.behaviour.double_vote and isinstance(message, Proposal):
             self._vote_regardless(message)
+        if self.honest and isinstance(message, Proposal):
+            self.cluster.checker.on_proposal_delivered(self, message)
         refused = self.core.step(message)
         if refused is not None and refused.reason is InvalidReason.UNKNOWN_BLOCK:
             assert isinstance(message, BlockRequest)
@@ -425,6 +427,7 @@ class Checker:
         self.honest_votes: dict[tuple[int, int], VoteData] = {}
         self.evidence: list[Evidence] = []
         self.valid_certificates: dict[QuorumCert, bool] = {}  # checked with the true quorum
+        self.proposals_seen: dict[tuple[int, int], set[bytes]] = {}  # (proposer, round) -> ids
 
     def fail(self, reason: str) -> None:
         raise CheckFailed(f"seed {self.cluster.seed}: {reason}")
@@ -436,6 +439,18 @@ class Checker:
         earlier = self.honest_votes.setdefault(key, message.vote_data)
         if earlier != message.vote_data:
             self.fail(f"honest validator {message.voter} voted twice in round {key[0]}")
+
+    def on_proposal_delivered(self, process: Process, proposal: Proposal) -> None:
+        block = proposal.block
+        seen = self.proposals_seen.setdefault((block.proposer, block.round), set())
+        seen.add(proposal.block_id)
+
+    def check_every_equivocation_reported(self) -> None:
+        """Every proposer that honest validators saw sign two blocks of a round is accused."""
+        reported = {(e.validator_id, e.round) for e in self.evidence if e.kind.name == "DOUBLE_PROPOSAL"}
+        for key, block_ids in sorted(self.proposals_seen.items()):
+            if len(block_ids) > 1 and key not in reported:
+                self.fail(f"validator {key[0]} proposed {len(block_ids)} blocks in round {key[1]}: no evidence")
 
     def on_evidence(self, process: Process, evidence: Evidence) -> None:
         validators = self.cluster.validators

@@ -12,6 +12,8 @@ from deltasync.consensus.bft import (
     BftNode,
     BftUsageError,
     Block,
+    BlockRequest,
+    BlockResponse,
     EvidenceKind,
     InvalidReason,
     Outgoing,
@@ -269,3 +271,26 @@ def test_replayed_old_messages_change_nothing() -> None:
     assert node.step(b1) is None  # known block of an old round: no vote, no state change
     readies = drain(node)
     assert node.status() == status and not sent(readies)
+
+
+def test_a_long_commit_is_handed_out_in_bounded_readies_in_order() -> None:
+    node = core(1, validate_payloads=False, committed_per_ready_max=1)
+    drain(node)
+    qc = genesis_qc(CHAIN_ID, 0)
+    proposals = []
+    for round_number in range(1, 5):
+        proposal = make_proposal(round_number, qc, b"block-%d" % round_number)
+        proposals.append(proposal)
+        qc = signed_qc(VALIDATORS, vote_data(proposal), [2, 3, 4])
+    for proposal in proposals[1:]:  # block 1 is missing at first: fetched, then committed
+        node.step(proposal)
+    readies = drain(node)
+    requests = [m.message for m in sent(readies) if isinstance(m.message, BlockRequest)]
+    assert requests and requests[0].block_id == proposals[0].block_id
+    assert not any(r.committed for r in readies)
+    assert node.step(BlockResponse(2, (proposals[0].block,))) is None
+    readies = drain(node)
+    # QC(block 3) has parent round 2: blocks 1 and 2 are final, one per Ready
+    assert [len(r.committed) for r in readies if r.committed] == [1, 1]
+    assert [c.block.payload for r in readies for c in r.committed] == [b"block-1", b"block-2"]
+    assert node.status().committed_height == 2
