@@ -257,15 +257,29 @@ class Process:
         return Proposal(other, other_id, proposal.tc, signature)
 
     def forged_timeout(self) -> Timeout | None:
-        """A timeout whose high QC certifies a made-up block with this validator's signature alone."""
+        """A timeout whose high QC is short: alternately 2f real votes it received (for the
+        highest block it saw them for), or its own signature on a made-up block."""
         if self.core is None:
             return None
-        round_number = self.core.status().round + 1
-        data = VoteData(0, round_number - 1, 999, b"\x66" * 32, b"\x66" * 32, round_number - 2)
-        own = ValidatorSignature(self.validator_id, self.signer.sign(data.signing_bytes(CHAIN_ID)))
-        forged_qc = QuorumCert(data, (own,))
+        forged_qc = self._short_qc_from_real_votes() if self.cluster.rng.random() < 0.5 else None
+        if forged_qc is None:
+            round_number = self.core.status().round
+            data = VoteData(0, round_number, 999, b"\x66" * 32, b"\x66" * 32, max(round_number - 1, 0))
+            own = ValidatorSignature(self.validator_id, self.signer.sign(data.signing_bytes(CHAIN_ID)))
+            forged_qc = QuorumCert(data, (own,))
+        round_number = forged_qc.round + 1
         message = timeout_signing_bytes(CHAIN_ID, 0, round_number, forged_qc.round)
         return Timeout(0, round_number, self.validator_id, forged_qc, None, self.signer.sign(message))
+
+    def _short_qc_from_real_votes(self) -> QuorumCert | None:
+        assert self.core is not None
+        short = self.cluster.validators.quorum - 1
+        tallies = [(data, sigs) for data, sigs in self.core._tally.items() if len(sigs) >= short]
+        if not tallies:
+            return None
+        data, signatures = max(tallies, key=lambda item: item[0].round)
+        chosen = sorted(signatures)[:short]
+        return QuorumCert(data, tuple(ValidatorSignature(vid, signatures[vid]) for vid in chosen))
 
     def _vote_regardless(self, proposal: Proposal) -> None:
         block = proposal.block

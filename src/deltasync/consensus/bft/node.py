@@ -612,7 +612,7 @@ class BftNode:
         blocks: list[Block] = []
         size = 0
         block_id = request.block_id
-        count = min(request.count, self.config.sync_blocks_per_response_max)
+        count = max(1, min(request.count, self.config.sync_blocks_per_response_max))
         while len(blocks) < count and (block := self._blocks.get(block_id)) is not None:
             size += len(block.payload)
             if blocks and size > self.config.sync_bytes_per_response_max:
