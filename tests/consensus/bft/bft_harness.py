@@ -138,6 +138,7 @@ class Process:
             CHAIN_ID,
             cluster.validators,
             round_timeout_ticks=cluster.round_timeout_ticks,
+            **cluster.core_options,  # type: ignore[arg-type]
         )
         self.durable = Durable()
         self.core: BftNode | None = None
@@ -318,6 +319,7 @@ class Cluster:
         check_certificates: bool = True,
         restart_delay_max: int = 10,
         trace: bool = False,
+        core_options: dict[str, int] | None = None,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -328,6 +330,7 @@ class Cluster:
         self.crash_rate = crash_rate
         self.restart_delay_max = restart_delay_max
         self.trace = hashlib.sha256() if trace else None  # every message sent, in order
+        self.core_options = core_options or {}  # extra BftConfig fields for every core
         self.send_before_persist = send_before_persist
         self.now = 0
         self.sequence = 0

@@ -252,9 +252,10 @@ def test_one_seed_gives_one_trace_under_any_hash_seed() -> None:
 def test_a_validator_cut_off_for_hundreds_of_rounds_catches_up() -> None:
     """Beyond every round window and the cores' block window: certificates pull it to the
     current round, block sync (cores, then the node's committed store) brings the blocks."""
-    cluster = Cluster(seed=12, size=4)
+    small_windows = {"round_window_max": 8, "evidence_window_rounds": 8, "blocks_pending_max": 64}
+    cluster = Cluster(seed=12, size=4, core_options=small_windows)
     cluster.partition = [{1, 2, 3}, {4}]
-    cluster.run(800)
+    cluster.run(200)
     lagging = cluster.processes[3]
     leader_height = max(cluster.committed_heights().values())
     window = lagging.config.round_window_max
