@@ -445,11 +445,15 @@ class Checker:
         self.evidence: list[Evidence] = []
         self.valid_certificates: dict[QuorumCert, bool] = {}  # checked with the true quorum
         self.proposals_seen: dict[tuple[int, int], set[bytes]] = {}  # (proposer, round) -> ids
+        self.proposed_at: dict[bytes, int] = {}  # block id -> step its proposal was first sent
+        self.finality_steps: list[int] = []  # per honest commit: steps from proposal to commit
 
     def fail(self, reason: str) -> None:
         raise CheckFailed(f"seed {self.cluster.seed}: {reason}")
 
     def on_send(self, process: Process, message: Message) -> None:
+        if isinstance(message, Proposal):
+            self.proposed_at.setdefault(message.block_id, self.cluster.now)
         if not process.honest or not isinstance(message, Vote):
             return
         key = (message.vote_data.round, message.voter)
@@ -486,6 +490,8 @@ class Checker:
         block = committed.block
         if self.check_certificates:
             self._check_certificates(chain, committed, height)
+        if committed.block_id in self.proposed_at:
+            self.finality_steps.append(self.cluster.now - self.proposed_at[committed.block_id])
         seen = self.by_height.setdefault(height, (committed.block_id, process.process_id))
         if seen[0] != committed.block_id:
             self.fail(

@@ -265,3 +265,13 @@ def test_a_validator_cut_off_for_hundreds_of_rounds_catches_up() -> None:
     cluster.run(100)
     heights = cluster.committed_heights()
     assert heights[4] >= leader_height, heights
+
+
+@pytest.mark.parametrize("size", [4, 7])
+def test_a_block_is_final_everywhere_four_message_delays_after_its_proposal(size: int) -> None:
+    """With every message taking exactly one step: proposal, votes, next proposal, votes."""
+    cluster = Cluster(seed=13, size=size, delay_max=1)
+    cluster.run(40)
+    finality = cluster.checker.finality_steps
+    assert len(finality) >= 15 * size  # one block per 2 steps, every validator commits each
+    assert set(finality) == {4}, sorted(set(finality))
