@@ -31,6 +31,7 @@ from deltasync.consensus.bft import (
     genesis_qc,
 )
 from deltasync.consensus.bft.messages import proposal_signing_bytes
+from deltasync.core.errors import ConfigError
 
 VALIDATORS = validator_set(4)
 
@@ -294,3 +295,25 @@ def test_a_long_commit_is_handed_out_in_bounded_readies_in_order() -> None:
     assert [len(r.committed) for r in readies if r.committed] == [1, 1]
     assert [c.block.payload for r in readies for c in r.committed] == [b"block-1", b"block-2"]
     assert node.status().committed_height == 2
+
+
+def test_configuration_is_checked_at_construction() -> None:
+    with pytest.raises(ConfigError):
+        BftNode(BftConfig(1, CHAIN_ID, VALIDATORS), signer_for(2))  # another validator's key
+    with pytest.raises(ConfigError):
+        BftConfig(9, CHAIN_ID, VALIDATORS)  # not a member
+    with pytest.raises(ConfigError):
+        BftConfig(1, "", VALIDATORS)
+    genesis = genesis_qc(CHAIN_ID, 1)
+    with pytest.raises(ConfigError):
+        core(1, Recovered(SafetyState(1, 0, genesis, None), genesis))  # another epoch's state
+
+
+def test_a_core_refuses_what_is_not_a_message_and_a_second_ready() -> None:
+    node = core(1)
+    with pytest.raises(BftUsageError):
+        node.step("hello")  # type: ignore[arg-type]
+    ready = node.ready()
+    with pytest.raises(BftUsageError):
+        node.advance(Ready(None, None, False, (), (), (), None, ()))
+    node.advance(ready)
