@@ -36,6 +36,7 @@ from deltasync.consensus.bft import (
     Evidence,
     InvalidReason,
     Message,
+    PayloadRequest,
     Proposal,
     QuorumCert,
     Recovered,
@@ -212,7 +213,7 @@ class Process:
                 self.cluster.checker.on_evidence(self, evidence)
             core.advance(ready)
             if ready.payload_request is not None:
-                self._propose(core, ready.payload_request.round)
+                self._propose(core, ready.payload_request)
 
     def _serve_from_store(self, request: BlockRequest) -> None:
         """The node's part of block sync: committed blocks the core no longer holds."""
@@ -228,11 +229,11 @@ class Process:
         if safety is not None:
             self.durable.safety = safety
 
-    def _propose(self, core: BftNode, round_number: int) -> None:
+    def _propose(self, core: BftNode, request: PayloadRequest) -> None:
         if self.behaviour.withhold:
             return
-        payload = INVALID_PAYLOAD if self.behaviour.invalid_payloads else payload_for(round_number, self.process_id)
-        core.propose(round_number, payload)
+        payload = INVALID_PAYLOAD if self.behaviour.invalid_payloads else payload_for(request.round, self.process_id)
+        core.propose(request, payload)
 
     def _send(self, outgoing: tuple) -> None:
         equivocation: dict[int, Proposal] = {}

@@ -17,6 +17,7 @@ from deltasync.consensus.bft import (
     EvidenceKind,
     InvalidReason,
     Outgoing,
+    PayloadRequest,
     Proposal,
     QuorumCert,
     Ready,
@@ -30,7 +31,7 @@ from deltasync.consensus.bft import (
     evidence_valid,
     genesis_qc,
 )
-from deltasync.consensus.bft.messages import proposal_signing_bytes
+from deltasync.consensus.bft.messages import proposal_signing_bytes, timeout_signing_bytes
 from deltasync.core.errors import ConfigError
 
 VALIDATORS = validator_set(4)
@@ -73,7 +74,7 @@ def test_the_proposer_is_asked_for_a_payload_and_votes_for_its_own_block() -> No
     assert first.payload_request is not None and first.payload_request.round == 1
     assert first.payload_request.parent_id == genesis_qc(CHAIN_ID, 0).block_id
     node.advance(first)
-    block = node.propose(1, b"orders")
+    block = node.propose(first.payload_request, b"orders")
     assert isinstance(block, Block) and block.height == 1
     ready = node.ready()
     # the vote went out with the safety state that forbids a second one: persist it first
@@ -84,17 +85,18 @@ def test_the_proposer_is_asked_for_a_payload_and_votes_for_its_own_block() -> No
     with pytest.raises(BftUsageError):
         node.ready()
     node.advance(ready)
-    again = node.propose(1, b"again")  # a second block in one round would be an equivocation
+    again = node.propose(first.payload_request, b"again")  # a second block in one round would be an equivocation
     assert isinstance(again, Rejected) and again.reason is RejectReason.ALREADY_PROPOSED
 
 
 def test_propose_refuses_out_of_turn_and_oversized() -> None:
     node = core(3)
     drain(node)
-    assert isinstance(node.propose(1, b"x"), Rejected)
+    genesis_id = genesis_qc(CHAIN_ID, 0).block_id
+    assert isinstance(node.propose(PayloadRequest(1, 1, genesis_id), b"x"), Rejected)
     proposer = core(2, payload_bytes_max=4)
-    drain(proposer)
-    rejected = proposer.propose(1, b"12345")
+    request = [r.payload_request for r in drain(proposer) if r.payload_request][0]
+    rejected = proposer.propose(request, b"12345")
     assert isinstance(rejected, Rejected) and rejected.reason is RejectReason.PAYLOAD_TOO_LARGE
 
 
@@ -211,7 +213,7 @@ def test_a_quorum_of_timeouts_forms_a_certificate_and_the_next_proposer_uses_it(
     proposer = nodes[VALIDATORS.proposer(2)]
     request = [r.payload_request for r in drain(proposer) if r.payload_request]
     assert request and request[-1].round == 2
-    block = proposer.propose(2, b"after a timeout")
+    block = proposer.propose(request[-1], b"after a timeout")
     assert isinstance(block, Block) and block.qc.round == 0
     proposal = [m.message for m in sent(drain(proposer)) if isinstance(m.message, Proposal)][0]
     assert proposal.tc is not None and proposal.tc.round == 1
@@ -317,3 +319,29 @@ def test_a_core_refuses_what_is_not_a_message_and_a_second_ready() -> None:
     with pytest.raises(BftUsageError):
         node.advance(Ready(None, None, False, (), (), (), None, ()))
     node.advance(ready)
+
+
+def test_a_payload_built_for_an_old_parent_is_refused_and_asked_again() -> None:
+    node = core(3, validate_payloads=False)  # proposer of round 2
+    drain(node)
+    genesis = genesis_qc(CHAIN_ID, 0)
+    first = make_proposal(1, genesis, b"one")
+    timeouts_for_round_1 = []
+    for vid in (1, 2, 4):
+        message = timeout_signing_bytes(CHAIN_ID, 0, 1, 0)
+        timeouts_for_round_1.append(Timeout(0, 1, vid, genesis, None, signer_for(vid).sign(message)))
+    for timeout in timeouts_for_round_1:
+        node.step(timeout)
+    request = [r.payload_request for r in drain(node) if r.payload_request][-1]
+    assert (request.round, request.parent_id) == (2, genesis.block_id)
+    # before the node answers, the late QC of round 1 arrives: the parent is now block 1
+    node.step(first)
+    for vid in (1, 2, 4):
+        data = vote_data(first)
+        node.step(Vote(data, vid, signer_for(vid).sign(data.signing_bytes(CHAIN_ID))))
+    refused = node.propose(request, b"built on genesis")
+    assert isinstance(refused, Rejected) and refused.reason is RejectReason.STALE_PAYLOAD_REQUEST
+    fresh = [r.payload_request for r in drain(node) if r.payload_request][-1]
+    assert (fresh.round, fresh.parent_id) == (2, first.block_id)
+    block = node.propose(fresh, b"built on block one")
+    assert isinstance(block, Block) and block.parent_id == first.block_id

@@ -154,9 +154,11 @@ class BftNode:
                 self._wanted[block_id] = 0
                 self._request_block(block_id)
 
-    def propose(self, round_number: int, payload: bytes) -> Block | Rejected:
-        """Answer a ``PayloadRequest``: sign and send a block, and vote for it."""
+    def propose(self, request: PayloadRequest, payload: bytes) -> Block | Rejected:
+        """Answer a ``PayloadRequest`` with a payload built on the state after its parent:
+        sign and send the block, and vote for it."""
         self._check_alive()
+        round_number = request.round
         if round_number != self._round or self._validators.proposer(round_number) != self._me:
             return Rejected(RejectReason.NOT_PROPOSER, f"round {self._round}")
         if round_number <= self._last_voted_round:
@@ -164,8 +166,8 @@ class BftNode:
         if len(payload) > self.config.payload_bytes_max:
             return Rejected(RejectReason.PAYLOAD_TOO_LARGE, f"{len(payload)} bytes")
         qc = self._high_qc
-        request = self._payload_request
-        if request is None or request.parent_id != qc.block_id:
+        if request != self._payload_request or request.parent_id != qc.block_id:
+            # the parent changed since the request: this payload was built on another state
             self._request_payload()
             return Rejected(RejectReason.STALE_PAYLOAD_REQUEST)
         tc = None

@@ -106,11 +106,12 @@ class CommittedBlock:
 
 @dataclass(frozen=True, slots=True)
 class PayloadRequest:
-    """This validator proposes in ``round``: call ``propose(round, payload)``.
+    """This validator proposes in ``round``: call ``propose(request, payload)``.
 
     ``parent_id``/``height`` name the block the payload will extend (the node builds it
-    on the state after that block). If the parent changes before the node answers,
-    ``propose`` refuses with STALE_PAYLOAD_REQUEST and a new request comes out.
+    on the state after that block). If the parent changes before the node answers (a
+    higher QC arrived), ``propose`` refuses with STALE_PAYLOAD_REQUEST and a new request
+    comes out: a payload is never placed on a parent it was not built for.
     """
 
     round: int
@@ -145,7 +146,8 @@ class Ready:
        its parent, within the node's clock skew ...) and answer each with
        ``payload_verdict(block_id, valid)``. The core votes only for a payload judged
        valid.
-    5. If ``payload_request`` is set, build a payload and call ``propose``.
+    5. If ``payload_request`` is set, build a payload on the state after its
+       ``parent_id`` and call ``propose(payload_request, payload)``.
     6. Include ``evidence`` in a block the node proposes (deduplicated by its key).
     7. Call ``advance(ready)`` with this same object before asking for the next.
     """
