@@ -181,7 +181,8 @@ class InvalidReason(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Invalid:
-    """A message ``step`` refused; the core changed nothing because of it."""
+    """A message ``step`` refused; the core changed nothing because of it, except that
+    valid certificates it carried (a QC, a TC) were learned: they are self-authenticating."""
 
     reason: InvalidReason
     detail: str = ""
