@@ -232,17 +232,15 @@ print(cluster.trace.hexdigest(), min(cluster.committed_heights().values()))
 
 
 def test_one_seed_gives_one_trace_under_any_hash_seed() -> None:
-    """Same seed, same messages in the same order, whatever PYTHONHASHSEED is."""
+    """Same seed, same messages in the same order, whatever PYTHONHASHSEED is (this
+    process's own hash seed differs from the subprocess's unless both were pinned)."""
     program = TRACE_PROGRAM.format(harness_dir=str(Path(__file__).parent))
-    outputs = set()
-    for hash_seed in ("0", "4242"):
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        done = subprocess.run(
-            [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120, check=True
-        )
-        outputs.add(done.stdout.strip())
-    assert len(outputs) == 1, outputs
-    trace, height = outputs.pop().split()
+    hash_seed = "4243" if os.environ.get("PYTHONHASHSEED") == "4242" else "4242"
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    done = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    trace, height = done.stdout.split()
     assert int(height) > 0
     in_process = Cluster(11, 4, behaviours={4: Behaviour(equivocate=True)}, drop_rate=0.1, crash_rate=0.02, trace=True)
     in_process.run(60)
