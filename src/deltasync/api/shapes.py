@@ -17,6 +17,7 @@ from deltasync.venue.views import (
     BookView,
     ComboLeg,
     InstrumentView,
+    OrderState,
     OrderType,
     OrderView,
     PositionView,
@@ -28,6 +29,12 @@ from deltasync.venue.views import (
 
 # The exchange's enums, spelled as Deribit spells them (and parsed back by ``methods``).
 SIDE_NAMES = {Side.BUY: "buy", Side.SELL: "sell"}
+ORDER_STATE_NAMES = {
+    OrderState.OPEN: "open",
+    OrderState.FILLED: "filled",
+    OrderState.CANCELLED: "cancelled",
+    OrderState.EXPIRED: "cancelled",  # Deribit has no "expired": cancel_reason says why
+}
 ORDER_TYPE_NAMES = {OrderType.LIMIT: "limit", OrderType.MARKET: "market"}
 TIME_IN_FORCE_NAMES = {
     TimeInForce.GOOD_TIL_CANCELLED: "good_til_cancelled",
@@ -48,7 +55,7 @@ def order(view: OrderView) -> dict[str, Any]:
         price = "market_price"
     return {
         "order_id": str(view.order_id),
-        "order_state": view.order_state.value,
+        "order_state": ORDER_STATE_NAMES[view.order_state],
         "order_type": ORDER_TYPE_NAMES[view.order_type],
         "time_in_force": TIME_IN_FORCE_NAMES[view.time_in_force],
         "direction": SIDE_NAMES[view.side],
@@ -120,7 +127,7 @@ def user_trade(trade: TradeView, account_id: int, view: OrderView | None = None)
                 "label": view.label,
                 "post_only": view.post_only,
                 "reduce_only": view.reduce_only,
-                "state": view.order_state.value,
+                "state": ORDER_STATE_NAMES[view.order_state],
             }
         )
     return out

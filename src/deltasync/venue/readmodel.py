@@ -160,7 +160,7 @@ class ReadModel:
                     event.reason, "other"))
                 block.touch_instrument(event.account, event.instrument)
             case xe.OrderExpired():
-                self._fold_closed(block, event.order_id, v.OrderState.CANCELLED, "expired")
+                self._fold_closed(block, event.order_id, v.OrderState.EXPIRED, "expired")
                 block.touch_instrument(event.account, event.instrument)
             case xe.OrderEdited():
                 self._fold_edited(block, event)

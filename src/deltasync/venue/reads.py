@@ -21,7 +21,6 @@ from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE
 from deltasync.exchange.book import BUY, SELL
 from deltasync.exchange.instruments import PPM, Instrument
 from deltasync.exchange.state import ExchangeState
-from deltasync.exchange.views import OrderState as XOrderState
 from deltasync.exchange.views import OrderView as XOrderView
 from deltasync.venue import views as v
 from deltasync.venue.marks import Marks, compute_marks
@@ -29,12 +28,6 @@ from deltasync.venue.readmodel import ReadModel
 
 DAY_MS = 86_400_000
 
-_STATE = {
-    XOrderState.OPEN: v.OrderState.OPEN,
-    XOrderState.FILLED: v.OrderState.FILLED,
-    XOrderState.CANCELLED: v.OrderState.CANCELLED,
-    XOrderState.EXPIRED: v.OrderState.CANCELLED,
-}
 
 
 class _BlockSubscriber:
@@ -328,7 +321,7 @@ class StateReads:
                 continue
             self.read.orders[view.order_id] = replace(
                 view, amount_raw=current.amount.raw, filled_amount_raw=current.filled.raw,
-                price_raw=current.price.raw, order_state=_STATE[current.state])
+                price_raw=current.price.raw, order_state=current.state)
 
     def _order_from_state(self, view: XOrderView) -> v.OrderView:
         known = self.read.orders.get(view.order_id)
@@ -339,7 +332,7 @@ class StateReads:
             side=view.side, order_type=view.order_type,
             time_in_force=view.time_in_force, price_raw=view.price.raw,
             amount_raw=view.amount.raw, filled_amount_raw=view.filled.raw, average_price_raw=0,
-            order_state=_STATE[view.state], post_only=view.post_only,
+            order_state=view.state, post_only=view.post_only,
             reduce_only=view.reduce_only, label=view.label, creation_timestamp_ms=0,
             last_update_timestamp_ms=0,
         )

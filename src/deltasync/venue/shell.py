@@ -4,7 +4,9 @@
 node's, or the single-process venue's one-node shell):
 
 - a write becomes its exchange command once (``venue.commands``), is encoded
-  once, takes its sequencing class from the exchange (``priority_of``) and
+  once (its wire form checked against the canonical codec, so the proposer never
+  meets a value it cannot encode), takes its sequencing class from the exchange
+  (``ExchangeState.priority_of``, which knows the extensions' commands) and
   goes through the log under a per-account client session, so the node's
   replicated session table applies it at most once; an API ``request_id``
   maps to the same (session, request) on retries sent to this node;

@@ -3,8 +3,8 @@
 The one home of these shapes: the read model builds them from the block
 stream, the reads build them from the state machine, and the API turns them
 into Deribit's JSON (``api.shapes``). Side, order type and time in force are
-the exchange's own enums (``exchange.commands``), spelled Deribit's way only
-at the API edge.
+the exchange's own enums (``exchange.commands``), and so is an order's state
+(``exchange.views.OrderState``): the API spells them Deribit's way.
 
 Money and sizes are raw integers (``*_raw``): prices and amounts in
 millionths (``Price``/``Quantity``/``Amount`` scales). Figures that are not
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import Enum
 from typing import Any
 
 from deltasync.exchange.commands import OrderType, Side, TimeInForce
+from deltasync.exchange.views import OrderState
 
 __all__ = [
     "AccountView", "BlockUpdate", "BookView", "ComboLeg", "CommandResult", "Greeks",
@@ -27,15 +27,6 @@ __all__ = [
     "PositionView", "Rejection", "Side", "StateRootView", "TickerView", "TimeInForce",
     "TradeView",
 ]
-
-
-class OrderState(Enum):
-    """An order's state as a trader sees it (an expired order reads as cancelled)."""
-
-    OPEN = "open"
-    FILLED = "filled"
-    REJECTED = "rejected"
-    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
