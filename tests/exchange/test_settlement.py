@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deltasync.core.fixed import Price
 from deltasync.core.ids import OptionKind
+from deltasync.exchange import queries
 from deltasync.exchange.events import CancelReason, InstrumentExpired, OrderAccepted, OrderCancelled
 from deltasync.exchange.margin import MarginConfig
 from deltasync.exchange.settlement import InstrumentSettled, PositionSettled, payoff_per_unit
@@ -17,7 +18,7 @@ MINUTE = 60
 
 def _to_expiry(venue: RiskVenue, btc_in_window: int) -> int:
     """Jump to 31 minutes before expiry, publish ``btc_in_window``, run to expiry in 20 s blocks."""
-    instrument = venue.state.instrument(CALL)
+    instrument = queries.instrument(venue.state, CALL)
     assert instrument is not None
     expiry_ns = instrument.expiry_ns
     venue.prices["BTC"] = Price.whole(btc_in_window)
@@ -56,7 +57,7 @@ def test_in_the_money_call_settles_at_the_twap_and_out_of_the_money_put_at_zero(
     assert venue.state.accounts[10].cash - cash[10] == -4_000 * M
     for account in (10, 11):
         assert venue.size(account, CALL) == 0 and venue.size(account, PUT) == 0
-    instrument = venue.state.instrument(CALL)
+    instrument = queries.instrument(venue.state, CALL)
     assert instrument is not None and not instrument.active
     assert not venue.state.books[instrument.instrument_id].orders
     key = b"settle/" + instrument.instrument_id.to_bytes(4, "big")

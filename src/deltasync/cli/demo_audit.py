@@ -32,6 +32,7 @@ def audit_node(node_dir: Path, expected_roots: dict[str, Any] | None = None,
     from deltasync.consensus.messages import EntryType
     from deltasync.core.errors import CodecError
     from deltasync.exchange import events as xe
+    from deltasync.exchange import invariants
     from deltasync.exchange.liquidation import BackstopTransfer, LiquidationFill, LiquidationStarted
     from deltasync.exchange.oracle import (
         CircuitBreakerTripped,
@@ -148,12 +149,12 @@ def audit_node(node_dir: Path, expected_roots: dict[str, Any] | None = None,
                 case CircuitBreakerTripped():
                     counts["breaker_trips"] += 1
         if check_every and height % check_every == 0:
-            found = state.check_invariants()
+            found = invariants.check_invariants(state)
             if found:
                 problems += [f"after block {height}: {p}" for p in found[:10]]
                 break
     if not problems:
-        problems += state.check_invariants() + state.check_commitment()
+        problems += invariants.check_invariants(state) + invariants.check_commitment(state)
     compared = None
     if expected_roots and expected_roots.get("roots"):
         at = int(expected_roots["height"])

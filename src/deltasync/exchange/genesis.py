@@ -72,10 +72,13 @@ class TradingLimits:
             )
         if not 0 <= self.market_band_ppm <= PPM:
             raise ConfigError(key="limits.market_band_ppm", reason="must be within 0..1_000_000")
-        if not 0 <= self.market_band_ticks_min <= 1_000_000:
+        if not 0 <= self.market_band_ticks_min <= core_limits.market_band_ticks_max:
             raise ConfigError(key="limits.market_band_ticks_min", reason="out of range")
-        if not 0 <= self.recent_trades_per_instrument_max <= 10_000:
-            raise ConfigError(key="limits.recent_trades_per_instrument_max", reason="0..10000")
+        trades_max = core_limits.recent_trades_per_instrument_max
+        if not 0 <= self.recent_trades_per_instrument_max <= trades_max:
+            raise ConfigError(
+                key="limits.recent_trades_per_instrument_max", reason=f"0..{trades_max}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
