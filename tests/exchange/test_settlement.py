@@ -7,7 +7,12 @@ from deltasync.core.ids import OptionKind
 from deltasync.exchange import queries
 from deltasync.exchange.events import CancelReason, InstrumentExpired, OrderAccepted, OrderCancelled
 from deltasync.exchange.margin import MarginConfig
-from deltasync.exchange.settlement import InstrumentSettled, PositionSettled, payoff_per_unit
+from deltasync.exchange.settlement import (
+    InstrumentSettled,
+    PositionSettled,
+    payoff_per_unit,
+    settlement_flows,
+)
 
 from .test_margin_support import CALL, PUT, RiskVenue, S, buy, sell
 
@@ -86,3 +91,20 @@ def test_settlement_rounds_against_the_payer_and_the_fund_keeps_the_dust() -> No
     dust = -settled[10].cash_flow.raw - settled[11].cash_flow.raw
     assert 0 <= dust <= 1
     assert venue.state.accounts[INSURANCE].cash - fund_cash == dust
+
+
+def test_settlement_flows_take_from_shorts_first_and_round_against_every_holder() -> None:
+    # 7.333333 USDC per unit: shorts pay rounded up, longs receive rounded down.
+    holders = [(10, 1_500_001), (11, -3_000_000), (12, -1), (13, 1_499_999)]
+    flows = settlement_flows(holders, 7_333_333)
+    assert flows == [
+        (11, -3_000_000, -21_999_999),
+        (12, -1, -8),
+        (10, 1_500_001, 11_000_006),
+        (13, 1_499_999, 10_999_992),
+    ]
+    assert -sum(cash for _, size, cash in flows if size < 0) >= sum(
+        cash for _, size, cash in flows if size > 0
+    )
+    assert settlement_flows(holders, 0) == [(11, -3_000_000, 0), (12, -1, 0),
+                                             (10, 1_500_001, 0), (13, 1_499_999, 0)]

@@ -30,6 +30,7 @@ recent_trades_per_instrument_max = 10_000  # the most a genesis may keep per ins
 # query caches (not replicated)
 closed_orders_cached_max = 10_000  # recently closed orders an order query still finds
 book_depth_levels_max = 1_000  # levels a depth query returns
+event_values_cached_max = 1 << 16  # interned values of event fields, per kind (hot_events)
 # oracle and volatility surfaces (deltasync.exchange.oracle, .svi)
 oracle_sources_max = 64  # price sources in the genesis config
 oracle_id_bytes_max = 32  # a source id or underlying name

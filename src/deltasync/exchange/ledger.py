@@ -26,7 +26,6 @@ from deltasync.exchange.events import (
     Withdrawn,
     WithdrawRejected,
 )
-from deltasync.exchange.fast_events import amount_of
 from deltasync.exchange.instruments import Instrument
 from deltasync.exchange.tables import Tables
 
@@ -51,7 +50,8 @@ def deposit(state: Tables, command: Deposit) -> list[Any]:
     state.deposits_total += amount
     state.dirty_accounts[account.account_id] = None
     state.meta_dirty = True
-    return [Deposited(account.account_id, command.amount, amount_of(account.cash))]
+    return [Deposited(account.account_id, command.amount,
+                      state.event_values.amount(account.cash))]
 
 
 def withdraw(state: Tables, command: Withdraw) -> list[Any]:
@@ -69,7 +69,8 @@ def withdraw(state: Tables, command: Withdraw) -> list[Any]:
     state.withdrawals_total += amount
     state.dirty_accounts[account.account_id] = None
     state.meta_dirty = True
-    return [Withdrawn(account.account_id, command.amount, amount_of(account.cash))]
+    return [Withdrawn(account.account_id, command.amount,
+                      state.event_values.amount(account.cash))]
 
 
 def transfer(state: Tables, source: int, target: int, amount_raw: int) -> None:

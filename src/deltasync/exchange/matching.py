@@ -37,14 +37,7 @@ from deltasync.exchange.events import (
     OrderRejected,
     RejectReason,
 )
-from deltasync.exchange.fast_events import (
-    amount_of,
-    order_accepted,
-    order_cancelled,
-    price_of,
-    quantity_of,
-    trade,
-)
+from deltasync.exchange.hot_events import order_accepted, order_cancelled, trade
 from deltasync.exchange.instruments import PPM, Instrument
 from deltasync.exchange.ledger import position_of, refresh_requirement, trade_position
 from deltasync.exchange.orders import (
@@ -96,7 +89,7 @@ def place(state: Tables, command: PlaceOrder, ctx: Context) -> list[Any]:
     tif = command.time_in_force
     book = state.books[instrument.instrument_id]
     order_id = log_id(ctx.height, ctx.position)
-    price = command.price if command.price is not None else price_of(limit)
+    price = command.price if command.price is not None else state.event_values.price(limit)
     events: list[Any] = [
         order_accepted(order_id, command.account, command.instrument, command.side,
                        command.order_type, price, command.amount, tif, command.label)
@@ -128,7 +121,7 @@ def place(state: Tables, command: PlaceOrder, ctx: Context) -> list[Any]:
             else CancelReason.FILL_LIMIT
         )
         events.append(order_cancelled(order_id, command.account, command.instrument,
-                                      quantity_of(left), reason_left))
+                                      state.event_values.quantity(left), reason_left))
     return events
 
 
@@ -211,8 +204,10 @@ def take(
         name = instrument.name
         for maker in self_cancelled:
             release(state, maker, OrderStatus.CANCELLED)
-            events.append(order_cancelled(maker.order_id, maker.account, name,
-                                          quantity_of(maker.remaining), CancelReason.SELF_TRADE))
+            events.append(order_cancelled(
+                maker.order_id, maker.account, name, state.event_values.quantity(maker.remaining),
+                CancelReason.SELF_TRADE,
+            ))
     if fills:
         settle_fills(state, instrument, order_id, account, side, fills, ctx, 1, events)
     return left
@@ -273,21 +268,17 @@ def _settle_makers(
     events: list[Any],
     reduce_only_checks: list[Account],
 ) -> tuple[int, int, int, int]:
-    """The makers' side of ``fills`` and their trades; returns the totals the taker settles:
-    (premium paid by the taker, taker fees, maker fees, quantity)."""
-    iid = instrument.instrument_id
-    name = instrument.name
+    """The makers' side of ``fills`` and one ``Trade`` each; returns the totals the taker
+    settles: (premium paid by the taker, taker fees, maker fees, quantity)."""
     cs = instrument.contract_size_raw
     reference = state.reference_prices[instrument.underlying]
     fee_per_contract = instrument.fee_per_contract
     taker_rate, maker_rate = instrument.taker_fee_ppm, instrument.maker_fee_ppm
-    accounts = state.accounts
-    dirty_accounts = state.dirty_accounts
-    dirty_positions = state.dirty_positions
-    dirty_orders = state.dirty_orders
-    recent = state.recent_trades[iid]
-    requirement_of = state.risk.position_requirement
+    name = instrument.name
+    recent = state.recent_trades[instrument.instrument_id]
     taker_side = SIDE_OF[side]
+    values = state.event_values
+    price_of, quantity_of, amount_of = values.price, values.quantity, values.amount
     trade_id_base = log_id(ctx.height, ctx.position)  # + sub: the command's trade ids
     premium_total = fees_total = maker_fees_total = volume = 0
     last_price = premium_c = taker_fee_c = maker_fee_c = reserve_c = 0
@@ -304,46 +295,59 @@ def _settle_makers(
         premium = contracts * premium_c
         taker_fee = contracts * taker_fee_c
         maker_fee = contracts * maker_fee_c
-        maker_id = maker.account
-        maker_account = accounts[maker_id]
-        maker_position = maker_account.positions[iid]
-        if side == BUY:
-            maker_position.open_sell_quantity -= quantity
-            premium_total += premium
-            maker_account.cash += premium - maker_fee
-            trade_position(maker_position, maker_account, -quantity, -premium)
-        else:
-            maker_position.open_buy_quantity -= quantity
-            maker_position.open_buy_reserve -= contracts * reserve_c
-            premium_total -= premium
-            maker_account.cash -= premium + maker_fee
-            trade_position(maker_position, maker_account, quantity, premium)
-        maker_account.fees_paid += maker_fee
+        _settle_maker(state, instrument, maker, side, quantity, premium, maker_fee,
+                      contracts * reserve_c, reduce_only_checks)
+        premium_total += premium if side == BUY else -premium
         fees_total += taker_fee
         maker_fees_total += maker_fee
         volume += quantity
-        requirement = requirement_of(instrument, maker_position)
-        if requirement != maker_position.requirement:
-            maker_account.locked += requirement - maker_position.requirement
-            maker_position.requirement = requirement
-        order_id = maker.order_id
-        if maker.remaining == 0:
-            forget_open(state, maker_account, maker)
-            remember_closed(state, maker, OrderStatus.FILLED)
-        if maker_account.reduce_only and iid in maker_account.reduce_only:
-            reduce_only_checks.append(maker_account)
-        dirty_orders[order_id] = None
-        dirty_accounts[maker_id] = None
-        dirty_positions[(maker_id, iid)] = None
         event = trade(
             trade_id_base + sub, name, price_of(price), quantity_of(quantity), taker_side,
-            taker_order_id, order_id, taker_id, maker_id, amount_of(taker_fee),
+            taker_order_id, maker.order_id, taker_id, maker.account, amount_of(taker_fee),
             amount_of(maker_fee),
         )
         sub += 1
         events.append(event)
         recent.append(event)
     return premium_total, fees_total, maker_fees_total, volume
+
+
+def _settle_maker(
+    state: Tables,
+    instrument: Instrument,
+    maker: Order,
+    side: int,
+    quantity: int,
+    premium: int,
+    fee: int,
+    reserve: int,
+    reduce_only_checks: list[Account],
+) -> None:
+    """One fill for its maker: open exposure, cash, position, collateral, the order record.
+    ``side`` is the taker's; ``reserve`` the buy reserve the fill releases (maker buys)."""
+    iid = instrument.instrument_id
+    maker_id = maker.account
+    account = state.accounts[maker_id]
+    position = account.positions[iid]
+    if side == BUY:  # the maker sold
+        position.open_sell_quantity -= quantity
+        account.cash += premium - fee
+        trade_position(position, account, -quantity, -premium)
+    else:
+        position.open_buy_quantity -= quantity
+        position.open_buy_reserve -= reserve
+        account.cash -= premium + fee
+        trade_position(position, account, quantity, premium)
+    account.fees_paid += fee
+    refresh_requirement(state, account, position, instrument)
+    if maker.remaining == 0:
+        forget_open(state, account, maker)
+        remember_closed(state, maker, OrderStatus.FILLED)
+    if account.reduce_only and iid in account.reduce_only:
+        reduce_only_checks.append(account)
+    state.dirty_orders[maker.order_id] = None
+    state.dirty_accounts[maker_id] = None
+    state.dirty_positions[(maker_id, iid)] = None
 
 
 # --- edits -----------------------------------------------------------------------------

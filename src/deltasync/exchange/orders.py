@@ -34,7 +34,7 @@ from deltasync.exchange.events import (
     OrderExpired,
     RejectReason,
 )
-from deltasync.exchange.fast_events import order_cancelled, quantity_of
+from deltasync.exchange.hot_events import order_cancelled
 from deltasync.exchange.instruments import Instrument
 from deltasync.exchange.ledger import position_of, refresh_requirement, trade_position
 from deltasync.exchange.sequencing import Context
@@ -148,7 +148,7 @@ def cancel_order(state: Tables, order_id: int, reason: CancelReason) -> OrderCan
     order = state.orders[order_id]
     remove_resting(state, order, OrderStatus.CANCELLED)
     return order_cancelled(order_id, order.account, state.instruments[order.instrument_id].name,
-                           quantity_of(order.remaining), reason)
+                           state.event_values.quantity(order.remaining), reason)
 
 
 def cancel_instrument_orders(state: Tables, instrument_id: int, reason: CancelReason) -> list[Any]:
@@ -221,7 +221,7 @@ def expire_good_til_time(state: Tables, ctx: Context) -> list[Any]:
         events.append(
             OrderExpired(
                 order_id, order.account, state.instruments[order.instrument_id].name,
-                quantity_of(order.remaining),
+                state.event_values.quantity(order.remaining),
             )
         )
     return events

@@ -331,8 +331,6 @@ class Greeks(NamedTuple):
 # Input ranges (limits.pricing_*): wide enough for any market, narrow enough that nothing
 # overflows (vol^2 T and r T stay far from exp's range).
 
-_new_greeks = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
-
 
 def _check_inputs(spot: float, strike: float, vol: float, t_years: float, rate: float) -> None:
     if not (0.0 < spot < math.inf):
@@ -442,29 +440,23 @@ def black_scholes(
     if is_call:
         price = spot * cdf_d1 - discounted_strike * cdf_d2
         carry = discounted_strike * cdf_d2
-        return _new_greeks(
-            Greeks,
-            (
-                price if price > 0.0 else 0.0,
-                cdf_d1,
-                gamma,
-                vega,
-                (decay - rate * carry) / _DAYS_PER_YEAR,
-                carry * t_years / _PERCENT,
-            ),
+        return Greeks(
+            price if price > 0.0 else 0.0,
+            cdf_d1,
+            gamma,
+            vega,
+            (decay - rate * carry) / _DAYS_PER_YEAR,
+            carry * t_years / _PERCENT,
         )
     price = discounted_strike * cdf_minus_d2 - spot * cdf_minus_d1
     carry = discounted_strike * cdf_minus_d2
-    return _new_greeks(
-        Greeks,
-        (
-            price if price > 0.0 else 0.0,
-            -cdf_minus_d1,
-            gamma,
-            vega,
-            (decay + rate * carry) / _DAYS_PER_YEAR,
-            -carry * t_years / _PERCENT,
-        ),
+    return Greeks(
+        price if price > 0.0 else 0.0,
+        -cdf_minus_d1,
+        gamma,
+        vega,
+        (decay + rate * carry) / _DAYS_PER_YEAR,
+        -carry * t_years / _PERCENT,
     )
 
 

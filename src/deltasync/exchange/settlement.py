@@ -16,7 +16,8 @@ time), this engine settles it:
   account, which acts as the clearing account; then longs receive
   ``floor(payoff x size)`` from it (the rounding dust, below one micro-USDC
   per position, stays in the fund, so the fund never pays out money it did
-  not receive);
+  not receive); ``settlement_flows`` decides these amounts, as data, before
+  any money moves;
 - each position is closed at the payoff (realized PnL booked like a trade),
   any order still open is cancelled (``CancelReason.SETTLEMENT``) and the
   instrument stays inactive.
@@ -72,6 +73,29 @@ def payoff_per_unit(kind: OptionKind, strike_raw: int, settlement_raw: int) -> i
     return intrinsic if intrinsic > 0 else 0
 
 
+def settlement_flows(
+    holders: list[tuple[int, int]], payoff_raw: int
+) -> list[tuple[int, int, int]]:
+    """Who pays and who receives at settlement, decided before any money moves.
+
+    ``holders``: (account, signed size) in account order; returns (account, size,
+    cash) with cash paid (-) or received (+): the shorts first, paying
+    ``ceil(payoff x |size|)``, then the longs, receiving ``floor(payoff x size)``,
+    so the clearing account never pays out more than it took in.
+    """
+    shorts = [
+        (account_id, size, payoff_raw * size // NOTIONAL_DIVISOR)  # floor of a negative
+        for account_id, size in holders
+        if size < 0
+    ]
+    longs = [
+        (account_id, size, payoff_raw * size // NOTIONAL_DIVISOR)
+        for account_id, size in holders
+        if size > 0
+    ]
+    return shorts + longs
+
+
 class SettlementEngine:
     name = "settlement"
 
@@ -121,30 +145,24 @@ class SettlementEngine:
         iid = instrument.instrument_id
         events = state.cancel_instrument_orders(iid, CancelReason.SETTLEMENT)
         price, from_twap = self._price(state, instrument)
-        payoff = payoff_per_unit(instrument.kind, instrument.strike_raw, price)
         holders = [
             (account_id, state.accounts[account_id].positions[iid].size)
             for account_id in sorted(self.margin.exposed.get(instrument.underlying, {}))
             if iid in state.accounts[account_id].positions
             and state.accounts[account_id].positions[iid].size
         ]
+        payoff = payoff_per_unit(instrument.kind, instrument.strike_raw, price)
         fund = self.margin.config.insurance_account
         open_interest = 0
-        for account_id, size in holders:  # shorts pay in first
+        for account_id, size, cash in settlement_flows(holders, payoff):
             if size < 0:
-                paid = -(-payoff * -size // NOTIONAL_DIVISOR)
-                state.transfer(account_id, fund, paid)
-                events += state.book_position(account_id, instrument, -size, paid)
-                events.append(PositionSettled(account_id, instrument.name, Quantity(size),
-                                              Price(price), Amount(-paid)))
-        for account_id, size in holders:
-            if size > 0:
-                received = payoff * size // NOTIONAL_DIVISOR
-                state.transfer(fund, account_id, received)
-                events += state.book_position(account_id, instrument, -size, -received)
+                state.transfer(account_id, fund, -cash)
+            else:
+                state.transfer(fund, account_id, cash)
                 open_interest += size
-                events.append(PositionSettled(account_id, instrument.name, Quantity(size),
-                                              Price(price), Amount(received)))
+            events += state.book_position(account_id, instrument, -size, -cash)
+            events.append(PositionSettled(account_id, instrument.name, Quantity(size),
+                                          Price(price), Amount(cash)))
         self.settled[iid] = (price, open_interest)
         state.set_record(_KEY_SETTLED + iid.to_bytes(4, "big"), encode([price, open_interest]))
         events.append(InstrumentSettled(iid, instrument.name, Price(price),

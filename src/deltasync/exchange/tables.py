@@ -29,6 +29,7 @@ from deltasync.exchange.accounts import Account
 from deltasync.exchange.book import Book, Order, OrderStatus
 from deltasync.exchange.events import Trade
 from deltasync.exchange.genesis import GenesisConfig
+from deltasync.exchange.hot_events import EventValues
 from deltasync.exchange.instruments import Instrument
 from deltasync.exchange.ports import OrderGate, RiskEngine, StateAccess
 
@@ -72,6 +73,7 @@ class Tables:
         # query caches: deterministic, but not part of the state root
         self.recent_trades: dict[int, deque[Trade]] = {}
         self.closed_orders: OrderedDict[int, tuple[Order, OrderStatus]] = OrderedDict()
+        self.event_values = EventValues()  # interned fields of the hot events
         # commitment: the map, and the records changed since the last commit
         self.merkle = MerkleMap()
         self.dirty_accounts: dict[int, None] = {config.fee_account: None}
