@@ -18,6 +18,7 @@ from deltasync.api.methods import PRIVATE, PUBLIC, Call, Methods  # noqa: E402
 from deltasync.api.params import Params  # noqa: E402
 from deltasync.api.subscriptions import Hub  # noqa: E402
 from deltasync.venue.local import LocalVenue  # noqa: E402
+from deltasync.exchange import invariants
 
 CALL = "BTC_USDC-25DEC26-100000-C"
 NAMES = [f"public/{name}" for name in sorted(PUBLIC)] + [
@@ -81,7 +82,7 @@ def test_hostile_params_never_crash_a_method() -> None:
 
         run()
         assert outcomes["result"] > 20 and outcomes["error"] > 20, outcomes
-        assert venue.state.check_invariants() == []
+        assert invariants.check_invariants(venue.state) == []
     finally:
         loop.run_until_complete(venue.stop())
         loop.close()
@@ -142,7 +143,7 @@ def _sweep(corrupt: list[object]) -> None:
             return calls
 
         assert loop.run_until_complete(sweep()) >= len(NAMES) * len(KEYS) * len(corrupt)
-        assert venue.state.check_invariants() == []
+        assert invariants.check_invariants(venue.state) == []
     finally:
         loop.run_until_complete(venue.stop())
         loop.close()

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from deltasync.client import ApiError
+from deltasync.exchange import queries
 
 from .harness import CALL, CALL_HIGH, PUT, new_client, running
 
@@ -322,7 +323,7 @@ def test_an_index_drop_liquidates_through_the_book_and_the_api_shows_it() -> Non
             sold = await short.sell(PUT, "1", price)
             assert sold.order.order_state == "filled"
             # Offer the put where the liquidation will buy it back after a 20 % drop.
-            instrument = venue.state.instrument(PUT)
+            instrument = queries.instrument(venue.state, PUT)
             margin = next(e for e in venue.state.extensions if e.name == "margin")
             vol = margin.config.fallback_vol_ppm("BTC")
             after = compute_marks(instrument, 80_000 * 10**6, vol, venue.state.time_ns)

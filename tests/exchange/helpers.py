@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from deltasync.core.fixed import Amount, Price, Quantity
+from deltasync.exchange import invariants, queries
 from deltasync.exchange.commands import Deposit, PlaceOrder, Side, TimeInForce
 from deltasync.exchange.genesis import GenesisConfig, default_genesis, default_genesis_dict
 from deltasync.exchange.state import BlockResult, ExchangeState
@@ -49,7 +50,7 @@ class Venue:
         self.height += 1
         self.time_ns += seconds * SECOND_NS
         self.last = self.state.apply_block(self.height, self.time_ns, list(commands))
-        problems = self.state.check_invariants() + self.state.check_commitment()
+        problems = invariants.check_invariants(self.state) + invariants.check_commitment(self.state)
         assert problems == [], problems
         return [list(events) for events in self.last.events]
 
@@ -63,7 +64,7 @@ class Venue:
         return self.state.accounts[account].cash
 
     def size(self, account: int, name: str) -> int:
-        instrument = self.state.instrument(name)
+        instrument = queries.instrument(self.state, name)
         assert instrument is not None
         position = self.state.accounts[account].positions.get(instrument.instrument_id)
         return 0 if position is None else position.size
@@ -84,7 +85,7 @@ GTT = TimeInForce.GOOD_TIL_TIME
 
 def records(state: ExchangeState) -> list[tuple[bytes, bytes]]:
     """Every committed record except the block header (height, time)."""
-    state.commit()
+    state.state_root()  # commits
     return [(k, v) for k, v in state.merkle.items() if not k.startswith(b"meta/")]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from deltasync.core.fixed import Amount
+from deltasync.exchange import queries
 from deltasync.exchange.commands import ComboLeg, PlaceCombo, Side
 from deltasync.exchange.events import ComboFilled, ComboRejected, RejectReason, Trade
 
@@ -45,9 +46,9 @@ def venue() -> Venue:
 
 def books_and_accounts(venue: Venue) -> tuple:
     state = venue.state
-    books = tuple(state.book(name, 50) for name in (CALL, CALL_105, CALL_110))
-    accounts = tuple(state.account_summary(a) for a in (MAKER, OTHER, TAKER, 0))
-    positions = tuple(tuple(state.positions(a)) for a in (MAKER, OTHER, TAKER))
+    books = tuple(queries.book_depth(state, name, 50) for name in (CALL, CALL_105, CALL_110))
+    accounts = tuple(queries.account_summary(state, a) for a in (MAKER, OTHER, TAKER, 0))
+    positions = tuple(tuple(queries.positions(state, a)) for a in (MAKER, OTHER, TAKER))
     return books, accounts, positions
 
 
@@ -138,4 +139,4 @@ def test_combo_skips_the_accounts_own_resting_orders(venue: Venue) -> None:
     venue.one(sell(TAKER, CALL, "0.05", "2950"))  # better than MAKER's, but the taker's own
     events = venue.one(PlaceCombo(TAKER, SPREAD, Side.BUY, q("0.05"), p("1500"), FOK))
     assert [t.maker_account for t in kinds(events, Trade)] == [MAKER, MAKER]
-    assert venue.state.book(CALL).asks[0].price == p("2950")
+    assert queries.book_depth(venue.state, CALL).asks[0].price == p("2950")

@@ -19,12 +19,13 @@ from deltasync.core.codec import decode
 from deltasync.exchange.commands import COMMANDS
 from deltasync.exchange.genesis import default_genesis
 from deltasync.exchange.state import ExchangeState
+from deltasync.exchange import invariants
 
 log = decode(open(sys.argv[1], "rb").read(), canonical=True, max_bytes=1 << 30)
 state = ExchangeState.from_genesis(default_genesis())
 for height, time_ns, wires in log:
     state.apply_block(height, time_ns, [COMMANDS.from_wire(w) for w in wires])
-assert state.check_invariants() == []
+assert invariants.check_invariants(state) == []
 print(state.state_root().hex(), ExchangeState.restore(state.snapshot_bytes()).state_root().hex())
 """
 

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from deltasync.core.codec import Registry, encode
+from deltasync.exchange import queries
 from deltasync.exchange.events import OrderRejected, RejectReason
 from deltasync.exchange.instruments import Instrument
-from deltasync.exchange.state import Context, ExchangeState
+from deltasync.exchange.sequencing import Context
+from deltasync.exchange.state import ExchangeState
 
 from .helpers import CALL, ETH_CALL, Venue, buy, kinds
 
@@ -39,7 +41,7 @@ class CircuitBreaker:
 
     def attach(self, state: ExchangeState) -> None:
         state.register_command(Halt, lambda command, ctx: self._apply(state, command), priority=0)
-        state.order_gates.append(self._gate)
+        state.add_order_gate(self._gate)
 
     def _apply(self, state: ExchangeState, command: Halt) -> list[Any]:
         self.halted[command.underlying] = command.halted
@@ -113,7 +115,7 @@ class EndOfBlockQuoter:
 def test_block_hooks_get_their_own_log_positions() -> None:
     from deltasync.core.ids import log_id
     from deltasync.exchange.events import OrderAccepted
-    from deltasync.exchange.state import END_HOOK_POSITION
+    from deltasync.exchange.sequencing import END_HOOK_POSITION
 
     venue = Venue()
     venue.state = ExchangeState.from_genesis(venue.config, extensions=[EndOfBlockQuoter()])
@@ -123,4 +125,4 @@ def test_block_hooks_get_their_own_log_positions() -> None:
     hook_ids = [e.order_id for e in kinds(list(venue.last.end_events), OrderAccepted)]
     assert hook_ids == [log_id(venue.height, END_HOOK_POSITION)]
     assert kinds(events[0], OrderAccepted)[0].order_id == log_id(venue.height, 0)
-    assert len(venue.state.open_orders(10)) == 3
+    assert len(queries.open_orders(venue.state, 10)) == 3

@@ -9,7 +9,7 @@ import pytest
 from deltasync.core.errors import ConfigError
 from deltasync.core.fixed import Amount
 from deltasync.core.ids import OptionKind
-from deltasync.exchange import pricing
+from deltasync.exchange import pricing, queries
 from deltasync.exchange.commands import CancelAll, Withdraw
 from deltasync.exchange.events import (
     OrderAccepted,
@@ -46,7 +46,7 @@ def ceil_div(a: int, b: int) -> int:
 
 
 def mark(venue: RiskVenue, name: str, spot: int = 100_000) -> int:
-    instrument = venue.state.instrument(name)
+    instrument = queries.instrument(venue.state, name)
     assert instrument is not None
     marks_time_ns = venue.margin.marks_time_ns(instrument.underlying)
     assert marks_time_ns is not None
@@ -68,7 +68,7 @@ def test_standard_short_call_at_the_money_is_15_percent_plus_mark() -> None:
     traded(venue, 10, 11, CALL, "1", "5000")
     venue.block()
     mark_raw = mark(venue, CALL)
-    assert venue.margin.mark_price_raw(venue.state.instrument(CALL)) == mark_raw  # type: ignore[arg-type]
+    assert venue.margin.mark_price_raw(queries.instrument(venue.state, CALL)) == mark_raw  # type: ignore[arg-type]
     seller = venue.margin.summary(venue.state, 10)
     assert seller is not None
     # 100 contracts of 0.01 BTC; per contract: (0.15 x 100000 + mark) x 0.01, rounded up
@@ -157,7 +157,7 @@ def _exact_worst_pnl(venue: RiskVenue, holdings: dict[str, int], config: MarginC
         for move, weight in moves:
             total = Fraction(0)
             for name, size in holdings.items():
-                instrument = venue.state.instrument(name)
+                instrument = queries.instrument(venue.state, name)
                 assert instrument is not None
                 marks_time_ns = venue.margin.marks_time_ns("BTC")
                 assert marks_time_ns is not None
@@ -308,7 +308,7 @@ def test_cached_pre_trade_figures_equal_a_full_evaluation() -> None:
     for account_id in accounts:
         account = state.accounts[account_id]
         for name in names:
-            instrument = state.instrument(name)
+            instrument = queries.instrument(state, name)
             assert instrument is not None
             cs = instrument.contract_size_raw
             for side, contracts in ((BUY, 3), (2, 5), (2, 40)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from deltasync.core.fixed import Amount, Price, Quantity
+from deltasync.exchange import invariants, queries
 from deltasync.exchange.assembly import demo_reports, new_exchange
 from deltasync.exchange.commands import Deposit, PlaceOrder, Side
 from deltasync.exchange.genesis import GenesisConfig, default_genesis_dict
@@ -29,7 +30,7 @@ def money_problems(state: ExchangeState) -> list[str]:
     """The trading core's invariants, except negative cash (allowed under margin: a
     liquidated or settled account may owe until the insurance fund covers it), plus
     the exact money identity with the insurance fund and fees included."""
-    problems = [p for p in state.check_invariants() if "negative cash" not in p]
+    problems = [p for p in invariants.check_invariants(state) if "negative cash" not in p]
     total = sum(account.cash for account in state.accounts.values())
     if total != state.deposits_total - state.withdrawals_total:
         problems.append(f"money: {total} != {state.deposits_total - state.withdrawals_total}")
@@ -93,7 +94,7 @@ class RiskVenue:
         self.block(*(Deposit(a, Amount.whole(usdc)) for a in accounts))
 
     def size(self, account: int, name: str) -> int:
-        instrument = self.state.instrument(name)
+        instrument = queries.instrument(self.state, name)
         assert instrument is not None
         position = self.state.accounts[account].positions.get(instrument.instrument_id)
         return 0 if position is None else position.size

@@ -18,6 +18,7 @@ from deltasync.core.errors import ConfigError
 from deltasync.core.fixed import PRICE_SCALE, Price, Rounding, div_round
 from deltasync.core.ids import OptionKind
 from deltasync.core.timeutil import NS_PER_DAY, NS_PER_MINUTE, NS_PER_SECOND
+from deltasync.exchange.events import RejectReason
 from deltasync.exchange.oracle import (
     ORACLE_REGISTRY,
     BreakerReason,
@@ -29,7 +30,6 @@ from deltasync.exchange.oracle import (
     OracleReportAccepted,
     OracleReportRejected,
     OracleState,
-    RejectReason,
     public_key_of,
     report_signing_bytes,
     sign_report,

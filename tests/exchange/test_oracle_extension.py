@@ -6,6 +6,7 @@ from typing import Any
 
 from deltasync.core.codec import encode
 from deltasync.core.fixed import Amount, Price, Quantity
+from deltasync.exchange import invariants
 from deltasync.exchange.commands import CancelOrder, Deposit, PlaceOrder, Side
 from deltasync.exchange.events import OrderAccepted, OrderRejected, RejectReason
 from deltasync.exchange.genesis import default_genesis
@@ -58,7 +59,7 @@ class _Chain:
         self.height += 1
         self.time_ns += seconds * S
         result = self.state.apply_block(self.height, self.time_ns, list(commands))
-        assert self.state.check_invariants() == []
+        assert invariants.check_invariants(self.state) == []
         return list(result.start_events), [list(events) for events in result.events]
 
     def report(self, source: str, price: int, underlying: str = "BTC") -> Any:

@@ -7,6 +7,8 @@ import pytest
 from deltasync.commitment.merkle import verify_proof
 from deltasync.core.fixed import Amount
 from deltasync.core.ids import OptionKind, log_id
+from deltasync.exchange import invariants, queries
+from deltasync.exchange.book import OrderStatus
 from deltasync.exchange.commands import (
     CancelAll,
     CancelByLabel,
@@ -37,8 +39,9 @@ from deltasync.exchange.events import (
     Withdrawn,
     WithdrawRejected,
 )
-from deltasync.exchange.state import ExchangeState, StateError
-from deltasync.exchange.views import OrderState
+from deltasync.exchange.records import account_proof
+from deltasync.exchange.state import ExchangeState
+from deltasync.exchange.tables import StateError
 
 from .helpers import (
     CALL,
@@ -83,8 +86,8 @@ def test_price_time_priority_and_partial_fills(venue: Venue) -> None:
         (first, q("0.05"), p("500")),
         (second, q("0.02"), p("500")),
     ]
-    assert venue.state.order(second).remaining == q("0.03")
-    assert venue.state.order(first).state is OrderState.FILLED
+    assert queries.order(venue.state, second).remaining == q("0.03")
+    assert queries.order(venue.state, first).status is OrderStatus.FILLED
     assert venue.size(C, CALL) == q("0.08").raw
     assert venue.size(A, CALL) == -q("0.05").raw
 
@@ -95,32 +98,32 @@ def test_ioc_remainder_is_cancelled_and_never_rests(venue: Venue) -> None:
     assert sum(t.amount.raw for t in kinds(events, Trade)) == q("0.02").raw
     cancelled = kinds(events, OrderCancelled)
     assert [(c.remaining, c.reason) for c in cancelled] == [(q("0.03"), CancelReason.UNFILLED)]
-    assert venue.state.book(CALL).bids == ()
+    assert queries.book_depth(venue.state, CALL).bids == ()
 
 
 def test_fill_or_kill_fills_whole_or_not_at_all(venue: Venue) -> None:
     venue.one(sell(A, CALL, "0.02", "500"))
     venue.one(sell(A, CALL, "0.02", "520"))
-    before = venue.state.book(CALL)
+    before = queries.book_depth(venue.state, CALL)
     events = venue.one(buy(B, CALL, "0.04", "510", time_in_force=FOK))
     assert kinds(events, Trade) == []
     assert kinds(events, OrderCancelled)[0].reason is CancelReason.UNFILLED
-    assert venue.state.book(CALL) == before
+    assert queries.book_depth(venue.state, CALL) == before
     events = venue.one(buy(B, CALL, "0.04", "520", time_in_force=FOK))
     assert sum(t.amount.raw for t in kinds(events, Trade)) == q("0.04").raw
-    assert venue.state.book(CALL).asks == ()
+    assert queries.book_depth(venue.state, CALL).asks == ()
 
 
 def test_good_til_time_expires_by_block_time(venue: Venue) -> None:
     expire_at = venue.time_ns + 3 * SECOND_NS
     oid = order_id(venue.one(buy(A, CALL, "0.01", "400", time_in_force=GTT, expire_at_ns=expire_at)))
     venue.block(seconds=1)
-    assert venue.state.order(oid).state is OrderState.OPEN
+    assert queries.order(venue.state, oid).status is OrderStatus.OPEN
     venue.block(seconds=2)  # block time == expire_at
     assert venue.last is not None
     expired = kinds(list(venue.last.start_events), OrderExpired)
     assert [e.order_id for e in expired] == [oid]
-    assert venue.state.order(oid).state is OrderState.EXPIRED
+    assert queries.order(venue.state, oid).status is OrderStatus.EXPIRED
     assert venue.state.accounts[A].locked == 0
     late = venue.one(buy(A, CALL, "0.01", "400", time_in_force=GTT, expire_at_ns=venue.time_ns))
     assert kinds(late, OrderRejected)[0].reason is RejectReason.INVALID_EXPIRY
@@ -132,11 +135,11 @@ def test_cancelled_good_til_time_orders_do_not_pile_up(venue: Venue) -> None:
         oids = [order_id(e) for e in venue.block(
             *(buy(A, CALL, "0.01", "100", time_in_force=GTT, expire_at_ns=far) for _ in range(150)))]
         venue.block(*(CancelOrder(A, oid) for oid in oids))
-    assert len(venue.state._gtt_heap) <= 2 * len(venue.state.orders) + 1024 + 1
+    assert len(venue.state.good_til_time_heap) <= 2 * len(venue.state.orders) + 1024 + 1
     keep = order_id(venue.one(buy(A, CALL, "0.01", "100", time_in_force=GTT,
                                   expire_at_ns=venue.time_ns + 2 * SECOND_NS)))
     venue.block(seconds=2)
-    assert venue.state.order(keep).state is OrderState.EXPIRED
+    assert queries.order(venue.state, keep).status is OrderStatus.EXPIRED
 
 
 def test_post_only_rejected_when_it_would_cross(venue: Venue) -> None:
@@ -172,11 +175,11 @@ def test_resting_reduce_only_orders_follow_the_position(venue: Venue) -> None:
     events = venue.one(sell(A, CALL, "0.03", "600", time_in_force=IOC))
     cancelled = kinds(events, OrderCancelled)
     assert [(c.order_id, c.reason) for c in cancelled] == [(first, CancelReason.REDUCE_ONLY)]
-    assert venue.state.order(second).state is OrderState.OPEN
+    assert queries.order(venue.state, second).status is OrderStatus.OPEN
     # a fill of the maker side shrinks it too: C lifts 0.02 of A's order, flat, nothing left
     trade = kinds(venue.one(buy(C, CALL, "0.02", "710")), Trade)
     assert trade[0].maker_order_id == second and venue.size(A, CALL) == 0
-    assert venue.state.open_orders(A) == []
+    assert queries.open_orders(venue.state, A) == []
 
 
 def test_self_trade_prevention_cancels_the_resting_maker(venue: Venue) -> None:
@@ -199,17 +202,17 @@ def test_edit_decrease_keeps_priority_increase_and_reprice_lose_it(venue: Venue)
     # increase: loses priority behind B
     grown = venue.one(EditOrder(A, first, p("500"), q("0.06")))
     assert not kinds(grown, OrderEdited)[0].priority_kept
-    assert venue.state.order(first).remaining == q("0.05")  # 0.06 total, 0.01 filled
+    assert queries.order(venue.state, first).remaining == q("0.05")  # 0.06 total, 0.01 filled
     fill = venue.one(buy(C, CALL, "0.01", "500"))
     assert kinds(fill, Trade)[0].maker_order_id == second
     # reprice B below A: B is best again by price
     venue.one(EditOrder(B, second, p("499"), q("0.05")))
-    assert venue.state.book(CALL).asks[0].price == p("499")
+    assert queries.book_depth(venue.state, CALL).asks[0].price == p("499")
     # an edit that crosses takes liquidity
     taker = order_id(venue.one(buy(C, CALL, "0.01", "490")))
     crossing = venue.one(EditOrder(C, taker, p("499"), q("0.01")))
     assert kinds(crossing, Trade)[0].maker_order_id == second
-    assert venue.state.order(taker).state is OrderState.FILLED
+    assert queries.order(venue.state, taker).status is OrderStatus.FILLED
 
 
 def test_edit_rejections_change_nothing(venue: Venue) -> None:
@@ -228,7 +231,7 @@ def test_edit_rejections_change_nothing(venue: Venue) -> None:
         events = venue.one(command)
         assert kinds(events, OrderRejected)[0].reason is reason, command
         assert records(venue.state) == before, command
-    assert venue.state.order(oid).remaining == q("0.03")
+    assert queries.order(venue.state, oid).remaining == q("0.03")
 
 
 def test_cancel_by_label_and_cancel_all(venue: Venue) -> None:
@@ -245,7 +248,7 @@ def test_cancel_by_label_and_cancel_all(venue: Venue) -> None:
     assert kinds(venue.one(CancelOrder(B, c)), CancelRejected)[0].reason is RejectReason.NOT_ORDER_OWNER
     events = venue.one(CancelAll(A))
     assert [e.order_id for e in kinds(events, OrderCancelled)] == [c]
-    assert venue.state.accounts[A].locked == 0 and venue.state.open_orders(A) == []
+    assert venue.state.accounts[A].locked == 0 and queries.open_orders(venue.state, A) == []
     assert kinds(venue.one(CancelOrder(A, c)), CancelRejected)[0].reason is RejectReason.UNKNOWN_ORDER
 
 
@@ -363,7 +366,7 @@ def test_cancels_and_post_only_apply_before_takers_in_a_block(venue: Venue) -> N
 
 def test_instrument_expiry_cancels_and_deactivates(venue: Venue) -> None:
     oid = order_id(venue.one(buy(A, CALL, "0.01", "100")))
-    instrument = venue.state.instrument(CALL)
+    instrument = queries.instrument(venue.state, CALL)
     assert instrument is not None
     venue.block(seconds=(instrument.expiry_ns - venue.time_ns) // SECOND_NS)
     assert venue.last is not None
@@ -396,23 +399,23 @@ def test_positions_average_price_and_realized_pnl(venue: Venue) -> None:
     venue.one(buy(B, CALL, "0.1", "500"))
     venue.one(sell(A, CALL, "0.1", "700"))
     venue.one(buy(B, CALL, "0.1", "700"))
-    [position] = venue.state.positions(B)
+    [position] = queries.positions(venue.state, B)
     assert position.size == q("0.2") and position.average_price == p("600")
     venue.one(buy(C, CALL, "0.1", "800"))
     venue.one(sell(B, CALL, "0.1", "800"))  # closes half at 800 vs 600 average
-    [position] = venue.state.positions(B)
+    [position] = queries.positions(venue.state, B)
     assert position.realized_pnl == Amount.parse("20") and position.size == q("0.1")
-    assert venue.state.account_summary(B).realized_pnl == Amount.parse("20")
+    assert queries.account_summary(venue.state, B).realized_pnl == Amount.parse("20")
 
 
 def test_account_proof_verifies_against_the_root(venue: Venue) -> None:
     venue.one(sell(A, CALL, "0.1", "500"))
     root = venue.state.state_root()
-    proof = venue.state.account_proof(A)
+    proof = account_proof(venue.state, A)
     assert verify_proof(root, proof)
     venue.one(Deposit(A, Amount.whole(1)))
     assert not verify_proof(venue.state.state_root(), proof)  # stale proof, new root
-    assert verify_proof(venue.state.state_root(), venue.state.account_proof(A))
+    assert verify_proof(venue.state.state_root(), account_proof(venue.state, A))
 
 
 def test_snapshot_restore_gives_the_same_root_and_future(venue: Venue) -> None:
@@ -423,7 +426,7 @@ def test_snapshot_restore_gives_the_same_root_and_future(venue: Venue) -> None:
     restored = ExchangeState.restore(data)
     assert restored.state_root() == venue.state.state_root()
     assert restored.snapshot_bytes() == data
-    assert restored.check_invariants() == []
+    assert invariants.check_invariants(restored) == []
     block = [buy(C, CALL, "0.1", "500"), CancelByLabel(A, "x")]
     next_time = venue.time_ns + 10 * SECOND_NS
     ours = venue.state.apply_block(venue.height + 1, next_time, block)
@@ -448,18 +451,18 @@ def test_queries_book_depth_recent_trades_and_summaries() -> None:
     venue.fund(A, B)
     venue.block(*(sell(A, CALL, "0.01", str(500 + i)) for i in range(5)),
                 *(buy(A, CALL, "0.02", str(400 - i)) for i in range(3)))
-    book = venue.state.book(CALL, depth=2)
+    book = queries.book_depth(venue.state, CALL, depth=2)
     assert book is not None
     assert [(lvl.price, lvl.amount, lvl.orders) for lvl in book.asks] == [
         (p("500"), q("0.01"), 1), (p("501"), q("0.01"), 1)]
     assert [lvl.price for lvl in book.bids] == [p("400"), p("399")]
     venue.one(buy(B, CALL, "0.05", "504"))
-    trades = venue.state.recent_trades_of(CALL, 10)
+    trades = queries.recent_trades(venue.state, CALL, 10)
     assert [t.price for t in trades] == [p("502"), p("503"), p("504")]  # bounded, newest last
-    assert venue.state.recent_trades_of(CALL, 1)[0].price == p("504")
-    summary = venue.state.account_summary(A)
+    assert queries.recent_trades(venue.state, CALL, 1)[0].price == p("504")
+    summary = queries.account_summary(venue.state, A)
     assert summary is not None and summary.open_orders == 3 and summary.positions == 1
     assert summary.available == Amount(summary.cash.raw - summary.locked.raw)
-    assert [o.price for o in venue.state.open_orders(A, CALL)] == [p("400"), p("399"), p("398")]
-    assert venue.state.open_orders(A, PUT) == [] and venue.state.book("nope") is None
-    assert [i.name for i in venue.state.list_instruments("ETH")][:1] == ["ETH_USDC-27NOV26-2500-C"]
+    assert [o.price for o in queries.open_orders(venue.state, A, CALL)] == [p("400"), p("399"), p("398")]
+    assert queries.open_orders(venue.state, A, PUT) == [] and queries.book_depth(venue.state, "nope") is None
+    assert [i.name for i in queries.list_instruments(venue.state, "ETH")][:1] == ["ETH_USDC-27NOV26-2500-C"]

@@ -9,6 +9,7 @@ import random
 import mpmath
 import pytest
 
+from deltasync.core import limits
 from deltasync.core.fixed import INT64_MAX, PRICE_SCALE
 from deltasync.core.ids import OptionKind
 from deltasync.core.timeutil import NS_PER_DAY, NS_PER_YEAR_365
@@ -263,7 +264,7 @@ def test_implied_vol_recovers_the_vol_over_the_grid() -> None:
         greeks = black_scholes(spot, strike, vol, t_years, rate, is_call)
         result = implied_vol(greeks.price, spot, strike, t_years, rate, is_call)
         assert result.status is IvStatus.OK, (spot, strike, vol, t_years, rate, is_call, result)
-        assert result.vol is not None and result.iterations <= pricing.IV_ITERATIONS_MAX
+        assert result.vol is not None and result.iterations <= limits.implied_vol_iterations_max
         # Always: the vol found reprices the option to within a few ulps of its price terms.
         price_ulps = 8.0 * 2.2e-16 * max(spot, strike)
         repriced = black_scholes(spot, strike, result.vol, t_years, rate, is_call).price
@@ -346,14 +347,14 @@ def test_greeks_raw_saturates_instead_of_overflowing() -> None:
     # At the money one nanosecond before expiry gamma is enormous on a cheap underlying.
     raw = greeks_raw(1, 1, 10_000, 1, 0, OptionKind.CALL)
     assert raw.gamma == INT64_MAX
-    # An absurd integer vol saturates at VOL_MAX: the call is worth (almost) the spot.
+    # An absurd integer vol saturates at pricing_vol_max: the call is worth (almost) the spot.
     huge = greeks_raw(
         100 * PRICE_SCALE, 100 * PRICE_SCALE, 2**62, NS_PER_YEAR_365, 0, OptionKind.CALL
     )
     assert huge == greeks_raw(
         100 * PRICE_SCALE,
         100 * PRICE_SCALE,
-        pricing.VOL_PPM_MAX,
+        limits.pricing_vol_ppm_max,
         NS_PER_YEAR_365,
         0,
         OptionKind.CALL,

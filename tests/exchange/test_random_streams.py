@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from deltasync.core.fixed import Amount, Price, Quantity
 from deltasync.demo.in_process import MarketScenario, run_scenario
+from deltasync.exchange import invariants
 from deltasync.exchange.commands import (
     COMMANDS,
     CancelAll,
@@ -26,7 +27,8 @@ from deltasync.exchange.commands import (
 )
 from deltasync.exchange.events import OrderAccepted
 from deltasync.exchange.genesis import default_genesis
-from deltasync.exchange.state import ExchangeState, command_priority, sequence_indexes
+from deltasync.exchange.sequencing import command_priority, sequence_indexes
+from deltasync.exchange.state import ExchangeState
 
 from .helpers import CALL, CALL_105, PUT, SECOND_NS
 
@@ -112,13 +114,13 @@ def test_invariants_hold_after_every_block(blocks: list[list[Any]]) -> None:
         result = state.apply_block(height, now, commands)
         for events in result.events:
             known += [(e.account, e.order_id) for e in events if isinstance(e, OrderAccepted)]
-        problems = state.check_invariants() + state.check_commitment()
+        problems = invariants.check_invariants(state) + invariants.check_commitment(state)
         assert problems == [], (height, problems)
         # commands survive the wire unchanged
         assert [COMMANDS.decode(COMMANDS.encode(c)) for c in commands] == commands
     restored = ExchangeState.restore(state.snapshot_bytes())
     assert restored.state_root() == state.state_root()
-    assert restored.check_invariants() == []
+    assert invariants.check_invariants(restored) == []
 
 
 def test_market_scenario_invariants_every_block() -> None:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from deltasync.core.fixed import Price
 from deltasync.core.ids import OptionKind
+from deltasync.exchange import queries
 from deltasync.exchange.events import CancelReason, InstrumentExpired, OrderAccepted, OrderCancelled
 from deltasync.exchange.margin import MarginConfig
-from deltasync.exchange.settlement import InstrumentSettled, PositionSettled, payoff_per_unit
+from deltasync.exchange.settlement import (
+    InstrumentSettled,
+    PositionSettled,
+    payoff_per_unit,
+    settlement_flows,
+)
 
 from .test_margin_support import CALL, PUT, RiskVenue, S, buy, sell
 
@@ -17,7 +23,7 @@ MINUTE = 60
 
 def _to_expiry(venue: RiskVenue, btc_in_window: int) -> int:
     """Jump to 31 minutes before expiry, publish ``btc_in_window``, run to expiry in 20 s blocks."""
-    instrument = venue.state.instrument(CALL)
+    instrument = queries.instrument(venue.state, CALL)
     assert instrument is not None
     expiry_ns = instrument.expiry_ns
     venue.prices["BTC"] = Price.whole(btc_in_window)
@@ -56,7 +62,7 @@ def test_in_the_money_call_settles_at_the_twap_and_out_of_the_money_put_at_zero(
     assert venue.state.accounts[10].cash - cash[10] == -4_000 * M
     for account in (10, 11):
         assert venue.size(account, CALL) == 0 and venue.size(account, PUT) == 0
-    instrument = venue.state.instrument(CALL)
+    instrument = queries.instrument(venue.state, CALL)
     assert instrument is not None and not instrument.active
     assert not venue.state.books[instrument.instrument_id].orders
     key = b"settle/" + instrument.instrument_id.to_bytes(4, "big")
@@ -85,3 +91,20 @@ def test_settlement_rounds_against_the_payer_and_the_fund_keeps_the_dust() -> No
     dust = -settled[10].cash_flow.raw - settled[11].cash_flow.raw
     assert 0 <= dust <= 1
     assert venue.state.accounts[INSURANCE].cash - fund_cash == dust
+
+
+def test_settlement_flows_take_from_shorts_first_and_round_against_every_holder() -> None:
+    # 7.333333 USDC per unit: shorts pay rounded up, longs receive rounded down.
+    holders = [(10, 1_500_001), (11, -3_000_000), (12, -1), (13, 1_499_999)]
+    flows = settlement_flows(holders, 7_333_333)
+    assert flows == [
+        (11, -3_000_000, -21_999_999),
+        (12, -1, -8),
+        (10, 1_500_001, 11_000_006),
+        (13, 1_499_999, 10_999_992),
+    ]
+    assert -sum(cash for _, size, cash in flows if size < 0) >= sum(
+        cash for _, size, cash in flows if size > 0
+    )
+    assert settlement_flows(holders, 0) == [(11, -3_000_000, 0), (12, -1, 0),
+                                             (10, 1_500_001, 0), (13, 1_499_999, 0)]

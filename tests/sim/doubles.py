@@ -27,9 +27,9 @@ class NonDeterministicState(CheckedExchangeState):
 class LeakyDepositState(CheckedExchangeState):
     """Credits a deposit twice to the balance but once to the books: money appears from nowhere."""
 
-    def _deposit(self, command: Deposit) -> list[Any]:
-        events = super()._deposit(command)
-        if command.amount.raw % 7 == 0:
+    def apply(self, command: object, ctx: Any) -> list[Any]:
+        events = super().apply(command, ctx)
+        if type(command) is Deposit and command.amount.raw % 7 == 0:
             self.accounts[command.account].cash += 1
         return events
 

@@ -118,7 +118,7 @@ def _apply_setup(accounts_count: int, seed: int) -> tuple[Any, list[list[Any]], 
     quantities = [Quantity(10_000 * n) for n in range(1, 11)]
     prices = {n: [Price(1_000_000 * (500 + k)) for k in range(-60, 61)] for n in names}
     from deltasync.core.ids import log_id
-    from deltasync.exchange.state import sequence_indexes
+    from deltasync.exchange.sequencing import sequence_indexes
 
     blocks: list[list[Any]] = []
     order_ids: list[tuple[int, int]] = []  # (account, id) of likely-resting orders
@@ -155,6 +155,8 @@ def _apply_setup(accounts_count: int, seed: int) -> tuple[Any, list[list[Any]], 
 
 def bench_apply(accounts_count: int, blocks_max: int, seed: int) -> tuple[float, float]:
     """(orders/s with the root each block, orders/s without committing)."""
+    from deltasync.exchange import invariants
+
     results = []
     for with_root in (True, False):
         state, blocks, config = _apply_setup(accounts_count, seed)
@@ -168,14 +170,14 @@ def bench_apply(accounts_count: int, blocks_max: int, seed: int) -> tuple[float,
         elapsed = 0.0
         for height, block in enumerate(blocks[1 : blocks_max + 1], start=base + 1):
             if not with_root:
-                setattr(state, "commit", lambda: b"")  # noqa: B010 - measure without the root
+                setattr(state, "state_root", lambda: b"")  # noqa: B010 - measure without the root
             started = time.process_time()
             state.apply_block(height, time_ns + height * 1_000_000_000, block)
             elapsed += time.process_time() - started
             commands += len(block)
         if not with_root:
-            del state.commit
-        problems = state.check_invariants()
+            del state.state_root
+        problems = invariants.check_invariants(state)
         assert not problems, problems[:3]
         results.append(commands / elapsed)
     return results[0], results[1]
@@ -184,6 +186,7 @@ def bench_apply(accounts_count: int, blocks_max: int, seed: int) -> tuple[float,
 def bench_state_root(accounts_count: int, changed_per_round: int, rounds: int, seed: int) -> tuple[float, int]:
     """Microseconds per changed key for commit(), and the state's key count."""
     from deltasync.core.fixed import Amount
+    from deltasync.exchange import invariants
     from deltasync.exchange.commands import Deposit
     from deltasync.exchange.genesis import default_genesis
     from deltasync.exchange.state import ExchangeState
@@ -200,13 +203,13 @@ def bench_state_root(accounts_count: int, changed_per_round: int, rounds: int, s
         for account_id in rng.sample(range(1, accounts_count + 1), changed_per_round):
             state.accounts[account_id].cash += 1
             state.deposits_total += 1
-            state._dirty_accounts[account_id] = None
+            state.dirty_accounts[account_id] = None
         gc.collect()
         started = time.process_time()
-        state.commit()
+        state.state_root()
         elapsed += time.process_time() - started
         total_keys += changed_per_round
-    assert not state.check_invariants()
+    assert not invariants.check_invariants(state)
     return elapsed / total_keys * 1e6, len(state.merkle)
 
 

@@ -78,9 +78,10 @@ class _Venue:
 
     def mark_price(self, name: str) -> Any:
         from deltasync.core.fixed import Price
+        from deltasync.exchange import queries
         from deltasync.exchange.margin import MarginEngine
 
-        instrument = self.state.instrument(name)
+        instrument = queries.instrument(self.state, name)
         assert instrument is not None
         risk = self.state.risk
         assert isinstance(risk, MarginEngine)
@@ -98,6 +99,7 @@ class _Venue:
 def _order_stream(venue: _Venue, blocks: int, seed: int) -> list[list[Any]]:
     from deltasync.core.fixed import Price, Quantity
     from deltasync.core.ids import log_id
+    from deltasync.exchange import queries
     from deltasync.exchange.commands import CancelOrder, PlaceOrder, Side, TimeInForce
 
     rng = random.Random(seed)
@@ -117,7 +119,7 @@ def _order_stream(venue: _Venue, blocks: int, seed: int) -> list[list[Any]]:
                 block.append(CancelOrder(owner, order_id))
                 continue
             name = rng.choice(venue.names)
-            instrument = venue.state.instrument(name)
+            instrument = queries.instrument(venue.state, name)
             assert instrument is not None
             side = Side.BUY if rng.random() < 0.5 else Side.SELL
             step = rng.randint(1, 30) * instrument.tick_for(marks[name])

@@ -12,25 +12,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import NewType
 
+from deltasync.core import limits
 from deltasync.core.errors import ParseError
 from deltasync.core.fixed import PRICE_DECIMALS, format_decimal, parse_decimal
 from deltasync.core.timeutil import MONTHS, days_from_civil, format_ddmmmyy, is_valid_date
 
-AccountId = NewType("AccountId", int)
-OrderId = NewType("OrderId", int)
-TradeId = NewType("TradeId", int)
-
-# An id from the log: height in the high bits, position in the block below.
+# An id from the log: height in the high bits, position in the block below, then the
+# sub-index (several ids from one log position: a command's trades).
 _POSITION_BITS = 20
-_POSITION_LIMIT = 1 << _POSITION_BITS
+assert limits.log_positions_max == 1 << _POSITION_BITS
 
 
 def log_id(height: int, position: int, sub: int = 0) -> int:
     """A unique id from a log position (and a sub-index for several ids per command)."""
-    assert 0 <= position < _POSITION_LIMIT and 0 <= sub < 1024
-    return ((height << _POSITION_BITS) | position) * 1024 + sub
+    assert 0 <= position < limits.log_positions_max and 0 <= sub < limits.log_sub_ids_max
+    return ((height << _POSITION_BITS) | position) * limits.log_sub_ids_max + sub
 
 
 class OptionKind(Enum):
@@ -61,7 +58,7 @@ _NAME = re.compile(
 
 
 def parse_option_name(name: str) -> OptionName:
-    if not isinstance(name, str) or len(name) > 64:
+    if not isinstance(name, str) or len(name) > limits.instrument_name_chars_max:
         raise ParseError(what="instrument_name", value=repr(name)[:80], expected="a string")
     match = _NAME.match(name)
     if match is None:

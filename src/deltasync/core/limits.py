@@ -23,6 +23,54 @@ strikes_per_listing_max = 200
 accounts_max = 10_000_000
 levels_walked_per_order_max = 1_000  # a taker sweeps at most this many price levels
 fills_per_order_max = 10_000
+fills_per_command_max = 1_023  # trade ids are log_id sub-indexes 1..1023 of their command
+order_amount_raw_max = 10**15  # Quantity raw (1e9 units) per order
+deposits_total_raw_max = 10**17  # Amount raw (1e11 USDC) held by the whole venue
+instrument_name_chars_max = 64  # BTC_USDC-27DEC26-100000-C is 25
+# log ids (deltasync.core.ids.log_id): positions in one block, ids derived from one position
+log_positions_max = 1 << 20
+log_sub_ids_max = 1_024
+# genesis bounds (deltasync.exchange.genesis)
+market_band_ticks_max = 1_000_000  # the widest market-order band a genesis may set, in ticks
+recent_trades_per_instrument_max = 10_000  # the most a genesis may keep per instrument
+# query caches (not replicated)
+closed_orders_cached_max = 10_000  # recently closed orders an order query still finds
+book_depth_levels_max = 1_000  # levels a depth query returns
+event_values_cached_max = 1 << 16  # interned values of event fields, per kind (hot_events)
+# oracle and volatility surfaces (deltasync.exchange.oracle, .svi)
+oracle_sources_max = 64  # price sources in the genesis config
+oracle_id_bytes_max = 32  # a source id or underlying name
+oracle_surface_slices_max = 32  # SVI slices (expiries) in one report
+oracle_twap_samples_max = 7_200  # TWAP ring slots per underlying (window / interval)
+svi_param_abs_max = 100 * 10**9  # |a|, |b|, |rho|, |m|, |sigma| at SVI_SCALE (1e9)
+# pricing inputs (deltasync.exchange.pricing): wide enough for any market, narrow enough
+# that nothing overflows (vol^2 T and r T stay far from exp's range)
+pricing_vol_max = 1_000.0  # 100,000 % a year
+pricing_t_years_max = 100.0
+pricing_rate_max = 5.0  # 500 % a year, continuous
+pricing_vol_ppm_max = 1_000 * 1_000_000  # larger integer vols saturate here
+pricing_rate_ppm_max = 5 * 1_000_000
+pricing_t_ns_max = 100 * 365 * 86_400 * 1_000_000_000
+implied_vol_max = 100.0  # 10,000 % a year: above this an option is priced as a bound
+implied_vol_iterations_max = 200
+# margin and liquidation (deltasync.exchange.margin): bounds on the genesis margin section
+margin_moves_max = 64  # spot moves of the portfolio scenario grid
+margin_extended_moves_max = 16
+margin_vol_shocks_max = 8
+margin_mark_refresh_ns_max = 3_600 * 1_000_000_000
+liquidation_accounts_per_block_max = 10_000
+
+assert fills_per_command_max <= fills_per_order_max and fills_per_command_max < log_sub_ids_max
+# Money sums stay inside int64 (the codec's range) with headroom for fees and PnL; the
+# default grid (>= 1e4 raw of premium per contract of <= 1e5 raw) keeps level sums and
+# positions below deposits_total_raw_max x 10.
+assert deposits_total_raw_max * 10 < 2**63 and order_amount_raw_max * 1_000 < 2**63
+assert pricing_vol_max * pricing_vol_max * pricing_t_years_max < 1e300
+assert pricing_rate_max * pricing_t_years_max < 700.0
+assert pricing_vol_ppm_max == int(pricing_vol_max) * 1_000_000
+assert pricing_rate_ppm_max == int(pricing_rate_max) * 1_000_000
+assert pricing_t_ns_max == int(pricing_t_years_max) * 365 * 86_400 * 1_000_000_000
+assert 0.0 < implied_vol_max <= pricing_vol_max
 
 # --- blocks and commands ---------------------------------------------------
 command_bytes_max = 4 * 1024
@@ -147,31 +195,7 @@ assert gateway_inflight_per_connection_max <= pending_requests_max
 sim_clock_step_ns_max = 3 * 1_000_000_000  # a nemesis step of one node's clock, either way
 sim_violations_max = 200  # distinct violations one run records
 
-# --- oracle and pricing (deltasync.exchange.oracle, .svi) -------------------
-oracle_sources_max = 64  # price sources in the genesis config
-oracle_id_bytes_max = 32  # a source id or underlying name
-oracle_surface_slices_max = 32  # SVI slices (expiries) in one report
-oracle_twap_samples_max = 7_200  # TWAP ring slots per underlying (window / interval)
-svi_param_abs_max = 100 * 10**9  # |a|, |b|, |rho|, |m|, |sigma| at SVI_SCALE (1e9)
 assert oracle_surface_slices_max * 6 * 9 + 256 <= command_bytes_max, "a full report fits a command"
 
 assert combo_legs_min <= combo_legs_max
 assert command_bytes_max <= http_body_bytes_max
-
-# --- exchange: trading core (exchange/state.py) ------------------------------
-fills_per_command_max = 1_023  # trade ids are log_id sub-indexes 1..1023 of their command
-order_amount_raw_max = 10**15  # Quantity raw (1e9 units) per order
-deposits_total_raw_max = 10**17  # Amount raw (1e11 USDC) held by the whole venue
-closed_orders_cached_max = 10_000  # query cache of recently closed orders (not replicated)
-book_depth_levels_max = 1_000  # levels a depth query returns
-assert fills_per_command_max <= fills_per_order_max and fills_per_command_max < 1024
-# Money sums stay inside int64 (the codec's range) with headroom for fees and PnL; the
-# default grid (>= 1e4 raw of premium per contract of <= 1e5 raw) keeps level sums and
-# positions below deposits_total_raw_max x 10.
-assert deposits_total_raw_max * 10 < 2**63 and order_amount_raw_max * 1_000 < 2**63
-
-
-# --- exchange ---------------------------------------------------------------
-
-
-# --- venue and api ----------------------------------------------------------

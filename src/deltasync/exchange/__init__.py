@@ -1,13 +1,17 @@
-"""The exchange state machine: pure, deterministic; `apply` is its only mutator.
+"""The exchange state machine: pure, deterministic; ``apply_block`` is its only mutator.
 
 Stable API (imported lazily, so ``deltasync.exchange.pricing`` stays cheap):
 
-- ``ExchangeState`` (state): ``from_genesis``, ``apply_block``, ``apply``,
-  ``sequence_block``, ``state_root``, ``account_proof``, ``snapshot_bytes``,
-  ``restore``, ``check_invariants`` and read-only queries;
+- ``ExchangeState`` (state): ``from_genesis``, ``restore``, ``apply_block``,
+  ``sequence_block``, ``state_root``, ``snapshot_bytes``; ``BlockResult``;
+- ``command_priority``, ``sequence_block``, ``Context`` (sequencing): in-block order
+  and log positions;
+- ``queries``: read-only questions (instruments, books, orders, positions, accounts);
+  ``invariants``: ``check_invariants``, ``check_commitment``; ``records``: proofs;
 - ``GenesisConfig``, ``default_genesis`` (genesis);
 - ``COMMANDS`` (commands) and ``EVENTS`` (events): the message registries;
-- ``RiskEngine``, ``SimpleCollateral`` (accounts): the pre-trade check interface.
+- ``Extension``, ``RiskEngine``, ``StateAccess`` (ports) and ``SimpleCollateral``
+  (collateral): what plugs into the state machine.
 """
 
 from __future__ import annotations
@@ -18,14 +22,17 @@ from typing import Any
 _EXPORTS = {
     "ExchangeState": "deltasync.exchange.state",
     "BlockResult": "deltasync.exchange.state",
-    "Context": "deltasync.exchange.state",
-    "sequence_block": "deltasync.exchange.state",
+    "Context": "deltasync.exchange.sequencing",
+    "command_priority": "deltasync.exchange.sequencing",
+    "sequence_block": "deltasync.exchange.sequencing",
     "GenesisConfig": "deltasync.exchange.genesis",
     "default_genesis": "deltasync.exchange.genesis",
     "COMMANDS": "deltasync.exchange.commands",
     "EVENTS": "deltasync.exchange.events",
-    "RiskEngine": "deltasync.exchange.accounts",
-    "SimpleCollateral": "deltasync.exchange.accounts",
+    "Extension": "deltasync.exchange.ports",
+    "RiskEngine": "deltasync.exchange.ports",
+    "StateAccess": "deltasync.exchange.ports",
+    "SimpleCollateral": "deltasync.exchange.collateral",
 }
 
 __all__ = sorted(_EXPORTS)

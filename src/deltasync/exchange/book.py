@@ -29,9 +29,29 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterator
+from enum import Enum
 
-BUY = 1
-SELL = 2
+from deltasync.exchange.commands import Side
+
+# The book's spelling of a ``Side``: its value, a small int (ints compare and hash
+# faster than enum members on the hot path, and records store them as they are).
+BUY: int = Side.BUY.value
+SELL: int = Side.SELL.value
+SIDE_OF: dict[int, Side] = {BUY: Side.BUY, SELL: Side.SELL}
+
+
+def book_side(side: Side) -> int:
+    """``BUY`` or ``SELL`` for a ``Side`` (hot paths inline ``BUY if side is Side.BUY else SELL``)."""
+    return BUY if side is Side.BUY else SELL
+
+
+class OrderStatus(Enum):
+    """Where an order's life stands: a book holds only ``OPEN`` ones."""
+
+    OPEN = "open"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 class Order:

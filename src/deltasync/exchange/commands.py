@@ -90,8 +90,9 @@ def _check_label(label: str, command: str) -> None:
 
 def _check_instrument(instrument: str, command: str) -> None:
     _require(
-        isinstance(instrument, str) and 0 < len(instrument) <= 64,
-        command, "instrument", "an instrument name of 1..64 characters",
+        isinstance(instrument, str) and 0 < len(instrument) <= limits.instrument_name_chars_max,
+        command, "instrument",
+        f"an instrument name of 1..{limits.instrument_name_chars_max} characters",
     )
 
 

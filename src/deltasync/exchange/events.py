@@ -33,7 +33,11 @@ EVENTS = Registry("exchange.events")
 
 
 class RejectReason(Enum):
-    """Why a command changed nothing. Codes are stable (API and logs depend on them)."""
+    """Why a command changed nothing, for every command of the exchange and its extensions.
+
+    Codes are stable (API and logs depend on them): add new ones at the end, never
+    renumber. ``code`` is the lower-case name, the spelling the API matches on.
+    """
 
     INSUFFICIENT_FUNDS = 1
     POST_ONLY_WOULD_CROSS = 2
@@ -57,9 +61,19 @@ class RejectReason(Enum):
     UNKNOWN_UNDERLYING = 20
     UNKNOWN_ACCOUNT = 21
     INVALID_PRICE = 22
-    TRADING_HALTED = 23  # reserved for the oracle circuit breaker (cancel-only)
-    INSUFFICIENT_MARGIN = 24  # reserved for the margin engine
+    TRADING_HALTED = 23  # the oracle's circuit breaker holds the underlying (cancel-only)
+    INSUFFICIENT_MARGIN = 24  # the margin engine's pre-trade check
     DEPOSIT_LIMIT = 25  # the venue would hold more than limits.deposits_total_raw_max
+    # The oracle's report checks (``OracleReportRejected``, in the order they run). These
+    # travel by name, as they did when the oracle kept an enum of its own, so answers and
+    # snapshots recorded before the merge decode unchanged.
+    UNKNOWN_SOURCE = "unknown_source"
+    SOURCE_NOT_ALLOWED_FOR_UNDERLYING = "source_not_allowed_for_underlying"
+    BAD_SIGNATURE = "bad_signature"
+    NON_POSITIVE_PRICE = "non_positive_price"
+    TIMESTAMP_OUT_OF_WINDOW = "timestamp_out_of_window"
+    NOT_NEWER = "not_newer"
+    INVALID_VOL_SURFACE = "invalid_vol_surface"
 
     @property
     def code(self) -> str:

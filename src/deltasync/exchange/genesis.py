@@ -72,10 +72,13 @@ class TradingLimits:
             )
         if not 0 <= self.market_band_ppm <= PPM:
             raise ConfigError(key="limits.market_band_ppm", reason="must be within 0..1_000_000")
-        if not 0 <= self.market_band_ticks_min <= 1_000_000:
+        if not 0 <= self.market_band_ticks_min <= core_limits.market_band_ticks_max:
             raise ConfigError(key="limits.market_band_ticks_min", reason="out of range")
-        if not 0 <= self.recent_trades_per_instrument_max <= 10_000:
-            raise ConfigError(key="limits.recent_trades_per_instrument_max", reason="0..10000")
+        trades_max = core_limits.recent_trades_per_instrument_max
+        if not 0 <= self.recent_trades_per_instrument_max <= trades_max:
+            raise ConfigError(
+                key="limits.recent_trades_per_instrument_max", reason=f"0..{trades_max}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,14 +309,33 @@ def _parse(raw: dict[str, Any]) -> GenesisConfig:
     genesis_time_ns = _int(raw, "genesis_time_ns", GENESIS_TIME_NS_DEFAULT, "")
     if genesis_time_ns < 0:
         raise ConfigError(key="genesis_time_ns", reason="must be >= 0")
-
     underlyings_raw = _dict(raw.get("underlyings", DEFAULT_UNDERLYINGS), "underlyings")
     if not underlyings_raw:
         raise ConfigError(key="underlyings", reason="at least one underlying")
     underlyings = tuple(
         _parse_underlying(name, underlyings_raw[name]) for name in sorted(underlyings_raw)
     )
+    fees = _parse_fees(raw)
+    fee_account, admin_account = _parse_accounts(raw)
+    names = _parse_names(raw, quote)
+    config = GenesisConfig(
+        chain_id=chain_id,
+        genesis_time_ns=genesis_time_ns,
+        quote=quote,
+        underlyings=underlyings,
+        fees=fees,
+        fee_account=fee_account,
+        admin_account=admin_account,
+        instruments=tuple(names),
+        limits=_parse_limits(raw),
+        oracle=copy.deepcopy(_dict(raw.get("oracle", {}), "oracle")),
+        margin=copy.deepcopy(_dict(raw.get("margin", {}), "margin")),
+    )
+    _check_instruments(config)
+    return config
 
+
+def _parse_fees(raw: dict[str, Any]) -> FeeSchedule:
     fees_raw = _dict(raw.get("fees", DEFAULT_FEES), "fees")
     unknown = sorted(set(fees_raw) - {"maker_ppm", "taker_ppm", "cap_ppm"})
     if unknown:
@@ -327,13 +349,21 @@ def _parse(raw: dict[str, Any]) -> GenesisConfig:
                        ("cap_ppm", fees.fee_cap_ppm)):
         if not 0 <= value <= PPM:
             raise ConfigError(key=f"fees.{key}", reason="must be within 0..1_000_000 ppm")
+    return fees
 
+
+def _parse_accounts(raw: dict[str, Any]) -> tuple[int, int]:
+    """(fee account, admin account)."""
     fee_account = _int(raw, "fee_account", 0, "")
     admin_account = _int(raw, "admin_account", 1, "")
     for key, value in (("fee_account", fee_account), ("admin_account", admin_account)):
         if not 0 <= value < core_limits.accounts_max:
             raise ConfigError(key=key, reason=f"must be within 0..{core_limits.accounts_max - 1}")
+    return fee_account, admin_account
 
+
+def _parse_names(raw: dict[str, Any], quote: str) -> list[str]:
+    """The instruments listed at genesis: ``instruments`` then each of ``listings``."""
     names_raw = raw.get("instruments", [])
     if not isinstance(names_raw, list) or not all(isinstance(n, str) for n in names_raw):
         raise ConfigError(key="instruments", reason="a list of instrument names")
@@ -348,33 +378,26 @@ def _parse(raw: dict[str, Any]) -> GenesisConfig:
     if len(set(names)) != len(names):
         duplicate = next(n for i, n in enumerate(names) if n in names[:i])
         raise ConfigError(key="instruments", reason=f"listed twice: {duplicate}")
+    return names
 
+
+def _parse_limits(raw: dict[str, Any]) -> TradingLimits:
     limits_raw = _dict(raw.get("limits", {}), "limits")
     default_limits = TradingLimits()
     unknown = sorted(set(limits_raw) - set(TradingLimits.__dataclass_fields__))
     if unknown:
         raise ConfigError(key="limits." + unknown[0], reason="unknown key")
-    trading_limits = TradingLimits(
+    return TradingLimits(
         **{
             key: _int(limits_raw, key, getattr(default_limits, key), "limits.")
             for key in TradingLimits.__dataclass_fields__
         }
     )
 
-    config = GenesisConfig(
-        chain_id=chain_id,
-        genesis_time_ns=genesis_time_ns,
-        quote=quote,
-        underlyings=underlyings,
-        fees=fees,
-        fee_account=fee_account,
-        admin_account=admin_account,
-        instruments=tuple(names),
-        limits=trading_limits,
-        oracle=copy.deepcopy(_dict(raw.get("oracle", {}), "oracle")),
-        margin=copy.deepcopy(_dict(raw.get("margin", {}), "margin")),
-    )
-    for index, name in enumerate(names):
+
+def _check_instruments(config: GenesisConfig) -> None:
+    """Every listed name parses, names a known underlying and builds an instrument."""
+    for index, name in enumerate(config.instruments):
         try:
             option = parse_option_name(name)
         except DeltasyncError as exc:
@@ -389,7 +412,6 @@ def _parse(raw: dict[str, Any]) -> GenesisConfig:
         raise
     except DeltasyncError as exc:
         raise ConfigError(key="instruments", reason=str(exc)) from exc
-    return config
 
 
 DEFAULT_EXPIRIES = ("27NOV26", "25DEC26", "29JAN27")

@@ -52,7 +52,7 @@ fees, insurance paid, socialized]`` running totals (raw units).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deltasync.core.codec import encode
 from deltasync.core.fixed import NOTIONAL_DIVISOR, Amount, Price, Quantity
@@ -60,9 +60,8 @@ from deltasync.exchange.commands import PlaceOrder, Side, TimeInForce
 from deltasync.exchange.events import CancelReason
 from deltasync.exchange.instruments import Instrument
 from deltasync.exchange.margin import PPM, RISK_REGISTRY, MarginEngine
-
-if TYPE_CHECKING:
-    from deltasync.exchange.state import Context, ExchangeState
+from deltasync.exchange.ports import StateAccess
+from deltasync.exchange.sequencing import Context
 
 _KEY_META = b"liq/meta"
 LIQUIDATION_LABEL = "liquidation"
@@ -132,13 +131,13 @@ class LiquidationEngine:
         self.socialized = 0
         self._position = 0  # log positions used in the current block's end phase
 
-    def attach(self, state: ExchangeState) -> None:
+    def attach(self, state: StateAccess) -> None:
         pass
 
-    def on_block_start(self, state: ExchangeState, ctx: Context) -> list[Any]:
+    def on_block_start(self, state: StateAccess, ctx: Context) -> list[Any]:
         return []
 
-    def on_block_end(self, state: ExchangeState, ctx: Context) -> list[Any]:
+    def on_block_end(self, state: StateAccess, ctx: Context) -> list[Any]:
         margin = self.margin
         if not margin.below_maintenance:
             return []
@@ -175,15 +174,14 @@ class LiquidationEngine:
 
     # --- one step -------------------------------------------------------------------
 
-    def _step(self, state: ExchangeState, account_id: int, ctx: Context) -> list[Any]:
+    def _step(self, state: StateAccess, account_id: int, ctx: Context) -> list[Any]:
         margin = self.margin
         record = margin.accounts[account_id].record
         assert record is not None
         events: list[Any] = [LiquidationStarted(account_id, Amount(record[1]), Amount(record[3]))]
         self.steps += 1
         account = state.accounts[account_id]
-        for order_id in sorted(account.orders):
-            events.append(state.cancel_order(order_id, CancelReason.RISK))
+        events += state.cancel_account_orders(account_id, CancelReason.RISK)
         bankrupt = record[1] <= 0  # nothing left to protect: close everything now
         for iid in sorted(account.positions):
             position = account.positions[iid]
@@ -196,7 +194,7 @@ class LiquidationEngine:
         return events
 
     def _reduce(
-        self, state: ExchangeState, account_id: int, instrument: Instrument, whole: bool,
+        self, state: StateAccess, account_id: int, instrument: Instrument, whole: bool,
         ctx: Context,
     ) -> list[Any]:
         account = state.accounts[account_id]
@@ -232,7 +230,7 @@ class LiquidationEngine:
         return events
 
     def _book_order(
-        self, state: ExchangeState, account_id: int, instrument: Instrument, buying: bool,
+        self, state: StateAccess, account_id: int, instrument: Instrument, buying: bool,
         quantity: int, mark_raw: int, ctx: Context,
     ) -> list[Any]:
         band = mark_raw * self.config.liquidation_band_ppm // PPM
@@ -242,14 +240,12 @@ class LiquidationEngine:
             limit = instrument.round_price_up(max(mark_raw - band, instrument.tick_raw))
         if limit <= 0:
             return []
-        from deltasync.exchange.state import Context as StateContext
-
         order = PlaceOrder(
             account_id, instrument.name, Side.BUY if buying else Side.SELL, Quantity(quantity),
             Price(limit), time_in_force=TimeInForce.IMMEDIATE_OR_CANCEL, reduce_only=True,
             label=LIQUIDATION_LABEL,
         )
-        order_ctx = StateContext(ctx.height, ctx.time_ns, self._position)
+        order_ctx = Context(ctx.height, ctx.time_ns, self._position)
         self._position += 1
         self.margin.bypass_account = account_id
         try:
@@ -262,7 +258,7 @@ class LiquidationEngine:
         return -(-rate_ppm * spot_raw * quantity // (PPM * NOTIONAL_DIVISOR))
 
     def _backstop(
-        self, state: ExchangeState, account_id: int, instrument: Instrument, buying: bool,
+        self, state: StateAccess, account_id: int, instrument: Instrument, buying: bool,
         quantity: int, mark_raw: int, spot_raw: int,
     ) -> list[Any]:
         backstop = self.config.backstop_account
@@ -271,13 +267,13 @@ class LiquidationEngine:
         if buying:  # the account buys back its short from the backstop at the mark
             value = -(-mark_raw * quantity // NOTIONAL_DIVISOR)
             state.transfer(account_id, backstop, value)
-            events += move_position(state, account_id, instrument, quantity, value)
-            events += move_position(state, backstop, instrument, -quantity, -value)
+            events += state.book_position(account_id, instrument, quantity, value)
+            events += state.book_position(backstop, instrument, -quantity, -value)
         else:  # the account sells its long to the backstop at the mark
             value = mark_raw * quantity // NOTIONAL_DIVISOR
             state.transfer(backstop, account_id, value)
-            events += move_position(state, account_id, instrument, -quantity, -value)
-            events += move_position(state, backstop, instrument, quantity, value)
+            events += state.book_position(account_id, instrument, -quantity, -value)
+            events += state.book_position(backstop, instrument, quantity, value)
         penalty = self._fee(self.config.backstop_penalty_ppm, spot_raw, quantity)
         state.transfer(account_id, backstop, penalty)
         self.backstop_quantity += quantity
@@ -288,7 +284,7 @@ class LiquidationEngine:
 
     # --- bankruptcy ----------------------------------------------------------------------
 
-    def _bankrupt(self, state: ExchangeState, account_id: int) -> list[Any]:
+    def _bankrupt(self, state: StateAccess, account_id: int) -> list[Any]:
         events: list[Any] = []
         account = state.accounts[account_id]
         insurance_id = self.config.insurance_account
@@ -303,7 +299,7 @@ class LiquidationEngine:
             events.append(self._socialize(state, account_id, -account.cash))
         return events
 
-    def _socialize(self, state: ExchangeState, account_id: int, deficit: int) -> SocializedLoss:
+    def _socialize(self, state: StateAccess, account_id: int, deficit: int) -> SocializedLoss:
         excluded = (account_id, *self.margin.system_accounts)
         payers = [
             (aid, acct.cash) for aid, acct in sorted(state.accounts.items())
@@ -334,30 +330,15 @@ class LiquidationEngine:
         return [self.steps, self.book_quantity, self.backstop_quantity, self.fees,
                 self.insurance_paid, self.socialized]
 
-    def _write_meta(self, state: ExchangeState) -> None:
+    def _write_meta(self, state: StateAccess) -> None:
         state.set_record(_KEY_META, encode(self._totals()))
 
     def snapshot(self) -> Any:
         return self._totals()
 
-    def restore(self, state: ExchangeState, data: Any) -> None:
+    def restore(self, state: StateAccess, data: Any) -> None:
         (self.steps, self.book_quantity, self.backstop_quantity, self.fees,
          self.insurance_paid, self.socialized) = data
         if any(data):
             self._write_meta(state)
 
-
-def move_position(
-    state: ExchangeState, account_id: int, instrument: Instrument, quantity: int, cost: int
-) -> list[Any]:
-    """Book a signed ``quantity`` bought (+) or sold (-) for ``cost`` paid (+) or received (-).
-
-    The cash has moved already (``state.transfer``); this updates size, open
-    cost and realized PnL like a trade, and re-runs the risk engine on the
-    position; returns the events of resting reduce-only orders that no longer fit.
-    (Uses the trading core's position accounting.)
-    """
-    account = state.accounts[account_id]
-    position = state._position(account, instrument.instrument_id)
-    state._trade_position(position, account, quantity, cost)
-    return state.touch_position(account_id, instrument.instrument_id)

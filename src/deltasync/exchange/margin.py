@@ -62,8 +62,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from deltasync.core import limits
 from deltasync.core.codec import Registry, encode_trusted
 from deltasync.core.errors import ConfigError
 from deltasync.core.fixed import NOTIONAL_DIVISOR
@@ -75,9 +76,8 @@ from deltasync.exchange.book import BUY
 from deltasync.exchange.events import RejectReason
 from deltasync.exchange.instruments import Instrument
 from deltasync.exchange.oracle import OracleExtension, OracleState
-
-if TYPE_CHECKING:
-    from deltasync.exchange.state import Context, ExchangeState
+from deltasync.exchange.ports import StateAccess
+from deltasync.exchange.sequencing import Context
 
 PPM = 1_000_000
 RISK_REGISTRY = Registry("risk")  # commands and events of margin, liquidation, settlement
@@ -199,21 +199,21 @@ class MarginConfig:
                     "liquidation_band_ppm", "backstop_penalty_ppm"):
             integer(key, 0, PPM)
         integer("liquidation_step_ppm", 1, PPM)
-        integer("liquidation_accounts_per_block_max", 1, 10_000)
-        integer("default_vol_ppm", 1, pricing.VOL_PPM_MAX)
-        integer("mark_refresh_ns", 1, 3600 * NS_PER_SECOND)
-        integer("insurance_account", 0, 10_000_000 - 1)
-        integer("backstop_account", 0, 10_000_000 - 1)
-        ppm_list("moves_ppm", -900_000, 900_000, 64)
-        ppm_list("extended_moves_ppm", -900_000, 900_000, 16)
-        ppm_list("vol_shocks_ppm", -900_000, 10 * PPM, 8)
+        integer("liquidation_accounts_per_block_max", 1, limits.liquidation_accounts_per_block_max)
+        integer("default_vol_ppm", 1, limits.pricing_vol_ppm_max)
+        integer("mark_refresh_ns", 1, limits.margin_mark_refresh_ns_max)
+        integer("insurance_account", 0, limits.accounts_max - 1)
+        integer("backstop_account", 0, limits.accounts_max - 1)
+        ppm_list("moves_ppm", -900_000, 900_000, limits.margin_moves_max)
+        ppm_list("extended_moves_ppm", -900_000, 900_000, limits.margin_extended_moves_max)
+        ppm_list("vol_shocks_ppm", -900_000, 10 * PPM, limits.margin_vol_shocks_max)
         mode = raw.get("default_mode", defaults.default_mode.name.lower())
         if mode not in ("standard", "portfolio"):
             raise ConfigError(key="margin.default_mode", reason='"standard" or "portfolio"')
         values["default_mode"] = MarginMode[mode.upper()]
         vols = raw.get("vol_ppm", {})
         if not isinstance(vols, Mapping) or not all(
-            isinstance(k, str) and type(v) is int and 1 <= v <= pricing.VOL_PPM_MAX
+            isinstance(k, str) and type(v) is int and 1 <= v <= limits.pricing_vol_ppm_max
             for k, v in vols.items()
         ):
             raise ConfigError(key="margin.vol_ppm", reason="a map underlying -> vol ppm")
@@ -401,22 +401,22 @@ class MarginEngine:
         self.remargined_accounts = 0
         self.system_accounts = (config.insurance_account, config.backstop_account)
         self.bypass_account: int | None = None  # the account being liquidated: no checks
-        self._state: ExchangeState | None = None
+        self._state: StateAccess | None = None
 
     # --- Extension ----------------------------------------------------------------------
 
-    def attach(self, state: ExchangeState) -> None:
+    def attach(self, state: StateAccess) -> None:
         assert state.risk is self, "pass the MarginEngine as the state's risk engine too"
         self._state = state
         state.register_command(SetMarginMode, self._set_mode, priority=2)
 
-    def on_block_start(self, state: ExchangeState, ctx: Context) -> list[Any]:
+    def on_block_start(self, state: StateAccess, ctx: Context) -> list[Any]:
         for underlying in sorted(state.reference_prices):
             if self._refresh_marks(state, underlying, ctx.time_ns):
                 self._remargin_underlying(state, underlying)
         return []
 
-    def on_block_end(self, state: ExchangeState, ctx: Context) -> list[Any]:
+    def on_block_end(self, state: StateAccess, ctx: Context) -> list[Any]:
         self.update_accounts(state, state.changed_accounts())
         return []
 
@@ -435,7 +435,7 @@ class MarginEngine:
             ],
         }
 
-    def restore(self, state: ExchangeState, data: Any) -> None:
+    def restore(self, state: StateAccess, data: Any) -> None:
         self._marks = {}
         self._risks = {}
         for u, spot_raw, time_ns, vols in data["marks"]:
@@ -476,7 +476,7 @@ class MarginEngine:
     def oracle(self) -> OracleState | None:
         return None if self.oracle_extension is None else self.oracle_extension.oracle
 
-    def _spot(self, state: ExchangeState, underlying: str) -> int:
+    def _spot(self, state: StateAccess, underlying: str) -> int:
         oracle = self.oracle
         if oracle is not None:
             index = oracle.index_price(underlying)
@@ -492,7 +492,7 @@ class MarginEngine:
                 return vol
         return self.config.fallback_vol_ppm(underlying)
 
-    def _refresh_marks(self, state: ExchangeState, underlying: str, time_ns: int) -> bool:
+    def _refresh_marks(self, state: StateAccess, underlying: str, time_ns: int) -> bool:
         """Recompute an underlying's marks if its spot moved or the refresh interval passed."""
         spot = self._spot(state, underlying)
         marks = self._marks.get(underlying)
@@ -555,7 +555,7 @@ class MarginEngine:
 
     def evaluate(
         self,
-        state: ExchangeState,
+        state: StateAccess,
         account: Account,
         mode: MarginMode,
         changes: Mapping[int, Change] | None = None,
@@ -569,7 +569,7 @@ class MarginEngine:
         }
 
     def _rows(
-        self, state: ExchangeState, account: Account, changes: Mapping[int, Change] | None,
+        self, state: StateAccess, account: Account, changes: Mapping[int, Change] | None,
         only: str | None,
     ) -> list[tuple[int, InstrumentRisk, Row]]:
         """(instrument id, risk, row) per position with exposure."""
@@ -601,7 +601,7 @@ class MarginEngine:
         return rows
 
     def _accumulate(
-        self, state: ExchangeState, account: Account, mode: MarginMode,
+        self, state: StateAccess, account: Account, mode: MarginMode,
         changes: Mapping[int, Change] | None = None, only: str | None = None,
         rows_out: dict[str, dict[int, Row]] | None = None,
     ) -> dict[str, list[int]]:
@@ -634,7 +634,7 @@ class MarginEngine:
         return {underlying: acc}
 
     def cached_totals(
-        self, state: ExchangeState, account: Account, margin: AccountMargin | None,
+        self, state: StateAccess, account: Account, margin: AccountMargin | None,
         changes: Mapping[int, Change], cash_delta: int,
     ) -> tuple[int, int, int]:
         """(equity, IM after ``changes``, IM before) from the account's cached terms.
@@ -723,7 +723,7 @@ class MarginEngine:
 
     # --- re-margining -----------------------------------------------------------------
 
-    def _store(self, state: ExchangeState, account_id: int, margin: AccountMargin) -> None:
+    def _store(self, state: StateAccess, account_id: int, margin: AccountMargin) -> None:
         """Write the account's record (if changed) and its below-maintenance flag."""
         cash = state.accounts[account_id].cash
         equity, im, mm = margin.totals(cash)
@@ -742,7 +742,7 @@ class MarginEngine:
         if not keep and account_id in self.accounts:
             del self.accounts[account_id]
 
-    def recompute_accounts(self, state: ExchangeState, account_ids: list[int]) -> None:
+    def recompute_accounts(self, state: StateAccess, account_ids: list[int]) -> None:
         """Recompute every part of each account (after trades, deposits, settlement...)."""
         for account_id in account_ids:
             account = state.accounts.get(account_id)
@@ -764,7 +764,7 @@ class MarginEngine:
             margin.parts = parts
             self._store(state, account_id, margin)
 
-    def update_accounts(self, state: ExchangeState, account_ids: Iterable[int]) -> None:
+    def update_accounts(self, state: StateAccess, account_ids: Iterable[int]) -> None:
         """Bring accounts changed by a block up to date: only the positions whose row
         changed are taken out of and put back into the cached terms, so the costly
         part (big-integer scenario vectors) grows with the changes, not the portfolio."""
@@ -780,7 +780,7 @@ class MarginEngine:
             self._store(state, account_id, margin)
 
     def _update_rows(
-        self, state: ExchangeState, account_id: int, account: Account, margin: AccountMargin
+        self, state: StateAccess, account_id: int, account: Account, margin: AccountMargin
     ) -> None:
         assert margin.accs is not None
         portfolio = margin.mode is MarginMode.PORTFOLIO
@@ -852,7 +852,7 @@ class MarginEngine:
             touched[risk.underlying] = acc
         return acc
 
-    def _remargin_underlying(self, state: ExchangeState, underlying: str) -> None:
+    def _remargin_underlying(self, state: StateAccess, underlying: str) -> None:
         """After ``underlying``'s marks changed: recompute its part of the exposed accounts."""
         exposed = self.exposed.get(underlying)
         if not exposed:
@@ -883,7 +883,7 @@ class MarginEngine:
 
     # --- queries --------------------------------------------------------------------------
 
-    def summary(self, state: ExchangeState, account_id: int) -> MarginSummary | None:
+    def summary(self, state: StateAccess, account_id: int) -> MarginSummary | None:
         """Fresh margin figures of an account (None if unknown)."""
         account = state.accounts.get(account_id)
         if account is None:
@@ -893,7 +893,7 @@ class MarginEngine:
         return MarginSummary(account_id, mode, equity, im, mm, account.cash, account.locked)
 
     def _totals(
-        self, state: ExchangeState, account: Account, mode: MarginMode,
+        self, state: StateAccess, account: Account, mode: MarginMode,
         changes: Mapping[int, Change] | None = None, cash_delta: int = 0,
     ) -> tuple[int, int, int]:
         equity, im, mm = account.cash + cash_delta, 0, 0
@@ -910,11 +910,11 @@ class MarginEngine:
         return position.open_buy_reserve
 
     def _check(
-        self, state: ExchangeState, account: Account, changes: Mapping[int, Change],
+        self, state: StateAccess, account: Account, changes: Mapping[int, Change],
         cash_delta: int = 0,
     ) -> RejectReason | None:
         margin = self.accounts.get(account.account_id)
-        if account.account_id not in state._dirty_accounts and (
+        if not state.has_changed(account.account_id) and (
             margin is None or margin.accs is not None
         ):
             equity, im_after, im_before = self.cached_totals(
@@ -932,7 +932,7 @@ class MarginEngine:
 
     def check_order(
         self,
-        state: ExchangeState,
+        state: StateAccess,
         account: Account,
         instrument: Instrument,
         side: int,
@@ -959,7 +959,7 @@ class MarginEngine:
 
     def check_combo(
         self,
-        state: ExchangeState,
+        state: StateAccess,
         account: Account,
         legs: list[tuple[Instrument, int]],
         cash_delta: int,
@@ -973,7 +973,7 @@ class MarginEngine:
         return self._check(state, account, changes, cash_delta)
 
     def check_withdraw(
-        self, state: ExchangeState, account: Account, amount_raw: int
+        self, state: StateAccess, account: Account, amount_raw: int
     ) -> RejectReason | None:
         if account.cash - amount_raw < account.locked:
             return RejectReason.INSUFFICIENT_FUNDS

@@ -86,18 +86,17 @@ from typing import Any
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.signing import SigningKey, VerifyKey
 
+from deltasync.core import limits
 from deltasync.core.codec import Registry, encode
 from deltasync.core.errors import ConfigError
 from deltasync.core.fixed import Price, Rounding, div_round
 from deltasync.core.ids import OptionKind
-from deltasync.core.limits import (
-    oracle_id_bytes_max,
-    oracle_sources_max,
-    oracle_surface_slices_max,
-    oracle_twap_samples_max,
-)
 from deltasync.core.timeutil import NS_PER_MINUTE, NS_PER_SECOND
 from deltasync.exchange import pricing
+from deltasync.exchange.events import RejectReason
+from deltasync.exchange.instruments import Instrument
+from deltasync.exchange.ports import StateAccess
+from deltasync.exchange.sequencing import Context
 from deltasync.exchange.svi import SviSlice, slice_violation, vol_ppm_at
 
 ORACLE_REGISTRY = Registry("oracle")
@@ -112,16 +111,6 @@ _KEY_REPORT = b"oracle/report/"
 _KEY_INDEX = b"oracle/index/"
 _KEY_TWAP = b"oracle/twap/"
 _KEY_CLOCK = b"oracle/clock"
-
-
-class RejectReason(Enum):
-    UNKNOWN_SOURCE = "unknown_source"
-    SOURCE_NOT_ALLOWED_FOR_UNDERLYING = "source_not_allowed_for_underlying"
-    BAD_SIGNATURE = "bad_signature"
-    NON_POSITIVE_PRICE = "non_positive_price"
-    TIMESTAMP_OUT_OF_WINDOW = "timestamp_out_of_window"
-    NOT_NEWER = "not_newer"
-    INVALID_VOL_SURFACE = "invalid_vol_surface"
 
 
 class BreakerReason(Enum):
@@ -273,9 +262,9 @@ class OracleConfig:
         if unknown:
             raise ConfigError(key=f"oracle.{unknown[0]}", reason="unknown key")
         sources_raw = raw.get("sources")
-        if not isinstance(sources_raw, list) or not 1 <= len(sources_raw) <= oracle_sources_max:
+        if not isinstance(sources_raw, list) or not 1 <= len(sources_raw) <= limits.oracle_sources_max:
             raise ConfigError(
-                key="oracle.sources", reason=f"expected a list of 1..{oracle_sources_max} sources"
+                key="oracle.sources", reason=f"expected a list of 1..{limits.oracle_sources_max} sources"
             )
         sources = tuple(
             sorted(
@@ -299,12 +288,12 @@ class OracleConfig:
         day_ns = 24 * 60 * NS_PER_MINUTE
         config = cls(
             sources=sources,
-            min_sources=integer("min_sources", 1, oracle_sources_max),
+            min_sources=integer("min_sources", 1, limits.oracle_sources_max),
             staleness_ns=integer("staleness_ns", 1, day_ns),
             clamp_band_ppm=integer("clamp_band_ppm", 0, PPM - 1),
             max_report_skew_ns=integer("max_report_skew_ns", 0, day_ns),
             jump_bound_ppm=integer("jump_bound_ppm", 1, 100 * PPM),
-            jump_confirm_sources=integer("jump_confirm_sources", 1, oracle_sources_max),
+            jump_confirm_sources=integer("jump_confirm_sources", 1, limits.oracle_sources_max),
             twap_window_ns=integer("twap_window_ns", 1, day_ns, TWAP_WINDOW_NS_DEFAULT),
             twap_interval_ns=integer("twap_interval_ns", 1, day_ns, TWAP_INTERVAL_NS_DEFAULT),
         )
@@ -316,10 +305,10 @@ class OracleConfig:
             raise ConfigError(
                 key="oracle.twap_window_ns", reason="must be a multiple of twap_interval_ns"
             )
-        if 2 * self.twap_window_ns // self.twap_interval_ns > oracle_twap_samples_max:
+        if 2 * self.twap_window_ns // self.twap_interval_ns > limits.oracle_twap_samples_max:
             raise ConfigError(
                 key="oracle.twap_interval_ns",
-                reason=f"2 x window / interval must be at most {oracle_twap_samples_max} slots",
+                reason=f"2 x window / interval must be at most {limits.oracle_twap_samples_max} slots",
             )
         for underlying in self.underlyings():
             allowed = len(self.sources_for(underlying))
@@ -395,7 +384,7 @@ def _parse_source(index: int, item: Any) -> OracleSourceConfig:
 def _is_name(value: Any) -> bool:
     return (
         isinstance(value, str)
-        and 0 < len(value.encode()) <= oracle_id_bytes_max
+        and 0 < len(value.encode()) <= limits.oracle_id_bytes_max
         and value.isascii()
         and value.isprintable()
     )
@@ -608,8 +597,8 @@ class OracleState:
 
     @staticmethod
     def _surface_problem(surface: tuple[SviSlice, ...], ts_ns: int) -> str | None:
-        if not 1 <= len(surface) <= oracle_surface_slices_max:
-            return f"expected 1..{oracle_surface_slices_max} slices, got {len(surface)}"
+        if not 1 <= len(surface) <= limits.oracle_surface_slices_max:
+            return f"expected 1..{limits.oracle_surface_slices_max} slices, got {len(surface)}"
         previous_expiry = ts_ns
         for position, svi in enumerate(surface):
             violation = slice_violation(svi)
@@ -859,7 +848,7 @@ class OracleState:
 
 
 class OracleExtension:
-    """Adapter to ``deltasync.exchange.state.Extension``: the oracle inside ExchangeState.
+    """The oracle as an ``Extension`` (``ports``) of the exchange state machine.
 
     - ``OracleReport`` commands are routed to ``OracleState.on_report`` in
       sequencing class 0 (with cancels, ahead of orders in the block);
@@ -879,29 +868,26 @@ class OracleExtension:
     def __init__(self, oracle: OracleState) -> None:
         self.oracle = oracle
 
-    def attach(self, state: Any) -> None:
-        # Imported here: the exchange modules may one day import this one.
-        from deltasync.exchange.events import RejectReason as OrderRejectReason
+    def attach(self, state: StateAccess) -> None:
+        halted = RejectReason.TRADING_HALTED
 
-        halted = OrderRejectReason.TRADING_HALTED
-
-        def handle(command: OracleReport, ctx: Any) -> list[Any]:
+        def handle(command: OracleReport, ctx: Context) -> list[Any]:
             events: list[Any] = self.oracle.on_report(command, ctx.time_ns)
             self._flush(state)
             return events
 
-        def gate(_state: Any, instrument: Any, _account_id: int) -> Any:
+        def gate(_state: StateAccess, instrument: Instrument, _account_id: int) -> RejectReason | None:
             return halted if self.oracle.is_cancel_only(instrument.underlying) else None
 
         state.register_command(OracleReport, handle, priority=0)
-        state.order_gates.append(gate)
+        state.add_order_gate(gate)
 
-    def _flush(self, state: Any) -> None:
+    def _flush(self, state: StateAccess) -> None:
         for key, value in self.oracle.dirty_records():
             state.set_record(key, value)
         self.oracle.clear_dirty()
 
-    def on_block_start(self, state: Any, ctx: Any) -> list[Any]:
+    def on_block_start(self, state: StateAccess, ctx: Context) -> list[Any]:
         events: list[Any] = self.oracle.on_block(ctx.time_ns)
         for event in events:
             if type(event) is IndexPriceUpdated and event.underlying in state.reference_prices:
@@ -909,13 +895,13 @@ class OracleExtension:
         self._flush(state)
         return events
 
-    def on_block_end(self, state: Any, ctx: Any) -> list[Any]:
+    def on_block_end(self, state: StateAccess, ctx: Context) -> list[Any]:
         return []
 
     def snapshot(self) -> Any:
         return self.oracle.snapshot()
 
-    def restore(self, state: Any, data: Any) -> None:
+    def restore(self, state: StateAccess, data: Any) -> None:
         self.oracle = OracleState.restore(self.oracle.config, data)
         for key, value in self.oracle.records():
             state.set_record(key, value)

@@ -93,6 +93,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
+from deltasync.core import limits
 from deltasync.core.fixed import INT64_MAX, INT64_MIN, PRICE_SCALE
 from deltasync.core.ids import OptionKind
 from deltasync.core.timeutil import NS_PER_YEAR_365
@@ -192,8 +193,8 @@ def log(x: float) -> float:
 # --- the standard normal distribution (Cody, ACM TOMS 715) -------------------
 INV_SQRT_2PI = 0.398942280401432677939946059934
 _SQRT_32 = 5.656854249492380195206754896838
-_CDF_CENTRAL_MAX = 0.67448975  # about the third quartile
-_CDF_TAIL_MAX = 37.5193  # beyond: the lower tail is below the smallest double
+_CDF_CENTRAL_BREAKPOINT = 0.67448975  # about the third quartile
+_CDF_TAIL_BREAKPOINT = 37.5193  # beyond: the lower tail is below the smallest double
 _A0, _A1, _A2, _A3, _A4 = (
     2.2352520354606839287,
     161.02823106855587881,
@@ -289,10 +290,10 @@ def _gauss(x: float) -> float:
 def norm_cdf_pair(x: float) -> tuple[float, float]:
     """(N(x), N(-x)), each with relative accuracy (no 1 - tiny cancellation)."""
     y = -x if x < 0.0 else x
-    if y <= _CDF_CENTRAL_MAX:
+    if y <= _CDF_CENTRAL_BREAKPOINT:
         half = _central(x)
         return 0.5 + half, 0.5 - half
-    if y > _CDF_TAIL_MAX:
+    if y > _CDF_TAIL_BREAKPOINT:
         return (1.0, 0.0) if x > 0.0 else (0.0, 1.0)
     small = _gauss(y) * _tail_factor(y)
     return (1.0 - small, small) if x > 0.0 else (small, 1.0 - small)
@@ -327,14 +328,8 @@ class Greeks(NamedTuple):
     rho: float
 
 
-# Input ranges: wide enough for any market, narrow enough that nothing overflows
-# (vol^2 T and r T stay far from exp's range).
-VOL_MAX = 1_000.0  # 100,000 % a year
-T_YEARS_MAX = 100.0
-RATE_MAX = 5.0  # 500 % a year, continuous
-assert VOL_MAX * VOL_MAX * T_YEARS_MAX < 1e300 and RATE_MAX * T_YEARS_MAX < 700.0
-
-_new_greeks = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
+# Input ranges (limits.pricing_*): wide enough for any market, narrow enough that nothing
+# overflows (vol^2 T and r T stay far from exp's range).
 
 
 def _check_inputs(spot: float, strike: float, vol: float, t_years: float, rate: float) -> None:
@@ -342,12 +337,15 @@ def _check_inputs(spot: float, strike: float, vol: float, t_years: float, rate: 
         raise ValueError(f"spot must be positive and finite, got {spot!r}")
     if not (0.0 < strike < math.inf):
         raise ValueError(f"strike must be positive and finite, got {strike!r}")
-    if not (0.0 <= vol <= VOL_MAX):
-        raise ValueError(f"vol must be in [0, {VOL_MAX:g}], got {vol!r}")
-    if not (0.0 <= t_years <= T_YEARS_MAX):
-        raise ValueError(f"t_years must be in [0, {T_YEARS_MAX:g}], got {t_years!r}")
-    if not (-RATE_MAX <= rate <= RATE_MAX):
-        raise ValueError(f"rate must be in [-{RATE_MAX:g}, {RATE_MAX:g}], got {rate!r}")
+    vol_max, t_years_max, rate_max = (
+        limits.pricing_vol_max, limits.pricing_t_years_max, limits.pricing_rate_max
+    )
+    if not (0.0 <= vol <= vol_max):
+        raise ValueError(f"vol must be in [0, {vol_max:g}], got {vol!r}")
+    if not (0.0 <= t_years <= t_years_max):
+        raise ValueError(f"t_years must be in [0, {t_years_max:g}], got {t_years!r}")
+    if not (-rate_max <= rate <= rate_max):
+        raise ValueError(f"rate must be in [-{rate_max:g}, {rate_max:g}], got {rate!r}")
 
 
 def _degenerate(
@@ -397,9 +395,9 @@ def black_scholes(
     if not (
         0.0 < spot < math.inf
         and 0.0 < strike < math.inf
-        and 0.0 < vol <= VOL_MAX
-        and 0.0 < t_years <= T_YEARS_MAX
-        and -RATE_MAX <= rate <= RATE_MAX
+        and 0.0 < vol <= limits.pricing_vol_max
+        and 0.0 < t_years <= limits.pricing_t_years_max
+        and -limits.pricing_rate_max <= rate <= limits.pricing_rate_max
     ):
         _check_inputs(spot, strike, vol, t_years, rate)  # raises on invalid input
         return _degenerate(spot, strike, vol, t_years, rate, is_call)
@@ -416,18 +414,18 @@ def black_scholes(
     y1 = -d1 if d1 < 0.0 else d1
     y2 = -d2 if d2 < 0.0 else d2
     gauss1 = exp(-0.5 * d1 * d1) if y1 <= 38.6 else 0.0
-    if y1 <= _CDF_CENTRAL_MAX:
+    if y1 <= _CDF_CENTRAL_BREAKPOINT:
         half = _central(d1)
         cdf_d1, cdf_minus_d1 = 0.5 + half, 0.5 - half
-    elif y1 > _CDF_TAIL_MAX:
+    elif y1 > _CDF_TAIL_BREAKPOINT:
         cdf_d1, cdf_minus_d1 = (1.0, 0.0) if d1 > 0.0 else (0.0, 1.0)
     else:
         small = gauss1 * _tail_factor(y1)
         cdf_d1, cdf_minus_d1 = (1.0 - small, small) if d1 > 0.0 else (small, 1.0 - small)
-    if y2 <= _CDF_CENTRAL_MAX:
+    if y2 <= _CDF_CENTRAL_BREAKPOINT:
         half = _central(d2)
         cdf_d2, cdf_minus_d2 = 0.5 + half, 0.5 - half
-    elif y2 > _CDF_TAIL_MAX:
+    elif y2 > _CDF_TAIL_BREAKPOINT:
         cdf_d2, cdf_minus_d2 = (1.0, 0.0) if d2 > 0.0 else (0.0, 1.0)
     else:
         gauss2 = gauss1 * spot / discounted_strike if gauss1 > 1e-280 else exp(-0.5 * d2 * d2)
@@ -442,29 +440,23 @@ def black_scholes(
     if is_call:
         price = spot * cdf_d1 - discounted_strike * cdf_d2
         carry = discounted_strike * cdf_d2
-        return _new_greeks(
-            Greeks,
-            (
-                price if price > 0.0 else 0.0,
-                cdf_d1,
-                gamma,
-                vega,
-                (decay - rate * carry) / _DAYS_PER_YEAR,
-                carry * t_years / _PERCENT,
-            ),
+        return Greeks(
+            price if price > 0.0 else 0.0,
+            cdf_d1,
+            gamma,
+            vega,
+            (decay - rate * carry) / _DAYS_PER_YEAR,
+            carry * t_years / _PERCENT,
         )
     price = discounted_strike * cdf_minus_d2 - spot * cdf_minus_d1
     carry = discounted_strike * cdf_minus_d2
-    return _new_greeks(
-        Greeks,
-        (
-            price if price > 0.0 else 0.0,
-            -cdf_minus_d1,
-            gamma,
-            vega,
-            (decay + rate * carry) / _DAYS_PER_YEAR,
-            -carry * t_years / _PERCENT,
-        ),
+    return Greeks(
+        price if price > 0.0 else 0.0,
+        -cdf_minus_d1,
+        gamma,
+        vega,
+        (decay + rate * carry) / _DAYS_PER_YEAR,
+        -carry * t_years / _PERCENT,
     )
 
 
@@ -475,15 +467,13 @@ def bs_price(
 
 
 # --- implied volatility ------------------------------------------------------
-IV_VOL_MAX = 100.0  # 10,000 % a year: above this an option is priced as a bound
-IV_ITERATIONS_MAX = 200
 
 
 class IvStatus(Enum):
     OK = "ok"
     BELOW_LOWER_BOUND = "below_lower_bound"  # under intrinsic: no volatility fits
     ABOVE_UPPER_BOUND = "above_upper_bound"  # at/over the underlying (call) or K e^-rT (put)
-    NO_CONVERGENCE = "no_convergence"  # needs a vol above IV_VOL_MAX or ran out of steps
+    NO_CONVERGENCE = "no_convergence"  # needs a vol above implied_vol_max or ran out of steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,7 +500,8 @@ def implied_vol(
     raises.  The price is moved to the out-of-the-money option by put-call
     parity (its time value is the same and it has no intrinsic part to cancel),
     then Newton steps on the log of the price, safeguarded by a bracket that
-    halves whenever a step would leave it; at most ``IV_ITERATIONS_MAX`` steps.
+    halves whenever a step would leave it; at most ``limits.implied_vol_iterations_max``
+    steps.
     """
     _check_inputs(spot, strike, 0.0, t_years, rate)
     if not (0.0 <= price < math.inf):
@@ -535,7 +526,7 @@ def implied_vol(
         return ImpliedVol(0.0, IvStatus.OK, 0)
     log_target = log(target)
 
-    low, high = 0.0, IV_VOL_MAX
+    low, high = 0.0, limits.implied_vol_max
     high_price, _ = _otm_price_and_vega(spot, strike, high, t_years, rate, otm_call)
     if high_price < target:
         return ImpliedVol(None, IvStatus.NO_CONVERGENCE, 0)
@@ -546,7 +537,7 @@ def implied_vol(
         vol = math.sqrt(2.0 * math.pi / t_years) * target / spot  # Brenner-Subrahmanyam
     if not low < vol < high:
         vol = 0.5 * (low + high)
-    for iteration in range(1, IV_ITERATIONS_MAX + 1):
+    for iteration in range(1, limits.implied_vol_iterations_max + 1):
         value, vega = _otm_price_and_vega(spot, strike, vol, t_years, rate, otm_call)
         if value == target:
             return ImpliedVol(vol, IvStatus.OK, iteration)
@@ -565,7 +556,7 @@ def implied_vol(
         if high - low <= 4e-16 * high:
             return ImpliedVol(candidate, IvStatus.OK, iteration)
         vol = candidate
-    return ImpliedVol(None, IvStatus.NO_CONVERGENCE, IV_ITERATIONS_MAX)
+    return ImpliedVol(None, IvStatus.NO_CONVERGENCE, limits.implied_vol_iterations_max)
 
 
 # --- fixed-point boundary ----------------------------------------------------
@@ -574,9 +565,9 @@ RATE_SCALE = 1_000_000  # rate_ppm: 1e-6 per year, continuously compounded
 DELTA_SCALE = 100_000_000  # 1e-8
 GAMMA_SCALE = 1_000_000_000_000  # 1e-12 per USDC
 GREEK_MONEY_SCALE = PRICE_SCALE  # vega, theta, rho: 1e-6 USDC per unit of underlying
-VOL_PPM_MAX = int(VOL_MAX) * VOL_SCALE  # larger integer vols saturate here
-RATE_PPM_MAX = int(RATE_MAX) * RATE_SCALE
-T_NS_MAX = int(T_YEARS_MAX) * NS_PER_YEAR_365
+assert limits.pricing_vol_ppm_max == int(limits.pricing_vol_max) * VOL_SCALE
+assert limits.pricing_rate_ppm_max == int(limits.pricing_rate_max) * RATE_SCALE
+assert limits.pricing_t_ns_max == int(limits.pricing_t_years_max) * NS_PER_YEAR_365
 _TWO_63 = 9223372036854775808.0
 
 
@@ -613,12 +604,15 @@ def _inputs_from_raw(
     spot_raw: int, strike_raw: int, vol_ppm: int, t_ns: int, rate_ppm: int
 ) -> tuple[float, float, float, float, float]:
     assert spot_raw > 0 and strike_raw > 0 and vol_ppm >= 0, (spot_raw, strike_raw, vol_ppm)
-    assert -RATE_PPM_MAX <= rate_ppm <= RATE_PPM_MAX and t_ns <= T_NS_MAX, (rate_ppm, t_ns)
+    rate_ppm_max, vol_ppm_max = limits.pricing_rate_ppm_max, limits.pricing_vol_ppm_max
+    assert -rate_ppm_max <= rate_ppm <= rate_ppm_max and t_ns <= limits.pricing_t_ns_max, (
+        rate_ppm, t_ns,
+    )
     # int / int is correctly rounded in Python: one deterministic rounding each.
     return (
         spot_raw / PRICE_SCALE,
         strike_raw / PRICE_SCALE,
-        (vol_ppm if vol_ppm < VOL_PPM_MAX else VOL_PPM_MAX) / VOL_SCALE,  # saturate
+        (vol_ppm if vol_ppm < vol_ppm_max else vol_ppm_max) / VOL_SCALE,  # saturate
         (t_ns if t_ns > 0 else 0) / NS_PER_YEAR_365,
         rate_ppm / RATE_SCALE,
     )

@@ -16,7 +16,8 @@ time), this engine settles it:
   account, which acts as the clearing account; then longs receive
   ``floor(payoff x size)`` from it (the rounding dust, below one micro-USDC
   per position, stays in the fund, so the fund never pays out money it did
-  not receive);
+  not receive); ``settlement_flows`` decides these amounts, as data, before
+  any money moves;
 - each position is closed at the payoff (realized PnL booked like a trade),
   any order still open is cancelled (``CancelReason.SETTLEMENT``) and the
   instrument stays inactive.
@@ -33,18 +34,16 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deltasync.core.codec import encode
 from deltasync.core.fixed import NOTIONAL_DIVISOR, Amount, Price, Quantity
 from deltasync.core.ids import OptionKind
 from deltasync.exchange.events import CancelReason
 from deltasync.exchange.instruments import Instrument
-from deltasync.exchange.liquidation import move_position
 from deltasync.exchange.margin import RISK_REGISTRY, MarginEngine
-
-if TYPE_CHECKING:
-    from deltasync.exchange.state import Context, ExchangeState
+from deltasync.exchange.ports import StateAccess
+from deltasync.exchange.sequencing import Context
 
 _KEY_SETTLED = b"settle/"
 
@@ -74,6 +73,29 @@ def payoff_per_unit(kind: OptionKind, strike_raw: int, settlement_raw: int) -> i
     return intrinsic if intrinsic > 0 else 0
 
 
+def settlement_flows(
+    holders: list[tuple[int, int]], payoff_raw: int
+) -> list[tuple[int, int, int]]:
+    """Who pays and who receives at settlement, decided before any money moves.
+
+    ``holders``: (account, signed size) in account order; returns (account, size,
+    cash) with cash paid (-) or received (+): the shorts first, paying
+    ``ceil(payoff x |size|)``, then the longs, receiving ``floor(payoff x size)``,
+    so the clearing account never pays out more than it took in.
+    """
+    shorts = [
+        (account_id, size, payoff_raw * size // NOTIONAL_DIVISOR)  # floor of a negative
+        for account_id, size in holders
+        if size < 0
+    ]
+    longs = [
+        (account_id, size, payoff_raw * size // NOTIONAL_DIVISOR)
+        for account_id, size in holders
+        if size > 0
+    ]
+    return shorts + longs
+
+
 class SettlementEngine:
     name = "settlement"
 
@@ -83,17 +105,17 @@ class SettlementEngine:
         self._pending: list[tuple[int, int]] = []  # (expiry_ns, instrument id), a heap
         self._known = 0  # instruments pushed to the heap (ids are 1..n)
 
-    def attach(self, state: ExchangeState) -> None:
+    def attach(self, state: StateAccess) -> None:
         pass
 
-    def _track_new_listings(self, state: ExchangeState) -> None:
+    def _track_new_listings(self, state: StateAccess) -> None:
         while self._known < len(state.instruments):
             self._known += 1
             instrument = state.instruments[self._known]
             if self._known not in self.settled:
                 heapq.heappush(self._pending, (instrument.expiry_ns, self._known))
 
-    def on_block_start(self, state: ExchangeState, ctx: Context) -> list[Any]:
+    def on_block_start(self, state: StateAccess, ctx: Context) -> list[Any]:
         self._track_new_listings(state)
         events: list[Any] = []
         while self._pending and self._pending[0][0] <= ctx.time_ns:
@@ -101,10 +123,10 @@ class SettlementEngine:
             events += self._settle(state, state.instruments[iid])
         return events
 
-    def on_block_end(self, state: ExchangeState, ctx: Context) -> list[Any]:
+    def on_block_end(self, state: StateAccess, ctx: Context) -> list[Any]:
         return []
 
-    def _price(self, state: ExchangeState, instrument: Instrument) -> tuple[int, bool]:
+    def _price(self, state: StateAccess, instrument: Instrument) -> tuple[int, bool]:
         oracle = self.margin.oracle
         underlying = instrument.underlying
         if oracle is not None:
@@ -119,36 +141,28 @@ class SettlementEngine:
                 return index.raw, False
         return state.reference_prices[underlying], False
 
-    def _settle(self, state: ExchangeState, instrument: Instrument) -> list[Any]:
+    def _settle(self, state: StateAccess, instrument: Instrument) -> list[Any]:
         iid = instrument.instrument_id
-        events: list[Any] = []
-        for order_id in sorted(state.books[iid].orders):
-            events.append(state.cancel_order(order_id, CancelReason.SETTLEMENT))
+        events = state.cancel_instrument_orders(iid, CancelReason.SETTLEMENT)
         price, from_twap = self._price(state, instrument)
-        payoff = payoff_per_unit(instrument.kind, instrument.strike_raw, price)
         holders = [
             (account_id, state.accounts[account_id].positions[iid].size)
             for account_id in sorted(self.margin.exposed.get(instrument.underlying, {}))
             if iid in state.accounts[account_id].positions
             and state.accounts[account_id].positions[iid].size
         ]
+        payoff = payoff_per_unit(instrument.kind, instrument.strike_raw, price)
         fund = self.margin.config.insurance_account
         open_interest = 0
-        for account_id, size in holders:  # shorts pay in first
+        for account_id, size, cash in settlement_flows(holders, payoff):
             if size < 0:
-                paid = -(-payoff * -size // NOTIONAL_DIVISOR)
-                state.transfer(account_id, fund, paid)
-                events += move_position(state, account_id, instrument, -size, paid)
-                events.append(PositionSettled(account_id, instrument.name, Quantity(size),
-                                              Price(price), Amount(-paid)))
-        for account_id, size in holders:
-            if size > 0:
-                received = payoff * size // NOTIONAL_DIVISOR
-                state.transfer(fund, account_id, received)
-                events += move_position(state, account_id, instrument, -size, -received)
+                state.transfer(account_id, fund, -cash)
+            else:
+                state.transfer(fund, account_id, cash)
                 open_interest += size
-                events.append(PositionSettled(account_id, instrument.name, Quantity(size),
-                                              Price(price), Amount(received)))
+            events += state.book_position(account_id, instrument, -size, -cash)
+            events.append(PositionSettled(account_id, instrument.name, Quantity(size),
+                                          Price(price), Amount(cash)))
         self.settled[iid] = (price, open_interest)
         state.set_record(_KEY_SETTLED + iid.to_bytes(4, "big"), encode([price, open_interest]))
         events.append(InstrumentSettled(iid, instrument.name, Price(price),
@@ -158,7 +172,7 @@ class SettlementEngine:
     def snapshot(self) -> Any:
         return [[iid, price, oi] for iid, (price, oi) in sorted(self.settled.items())]
 
-    def restore(self, state: ExchangeState, data: Any) -> None:
+    def restore(self, state: StateAccess, data: Any) -> None:
         self.settled = {iid: (price, oi) for iid, price, oi in data}
         self._pending = []
         self._known = 0

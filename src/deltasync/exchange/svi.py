@@ -19,7 +19,7 @@ Validity (``slice_violation``), checked exactly with integers:
   is ``>= 0`` (checked as ``b^2 sigma^2 (1 - rho^2) >= a^2`` when ``a < 0``);
 - Roger Lee's moment bound on the wings: ``b (1 + |rho|) <= 2`` (total
   variance cannot grow faster than ``2|k|``);
-- every parameter within ``svi_param_abs_max`` (keeps float evaluation tame).
+- every parameter within ``limits.svi_param_abs_max`` (keeps float evaluation tame).
 
 Evaluation uses IEEE basic operations, ``math.sqrt`` and the basic-op
 ``log``/``exp`` of ``deltasync.exchange.pricing``, so it may sit on the state
@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from deltasync.core.limits import svi_param_abs_max
+from deltasync.core import limits
 from deltasync.core.timeutil import NS_PER_YEAR_365
 from deltasync.exchange.pricing import RATE_SCALE, VOL_SCALE, exp, float_to_raw, log
 
@@ -74,8 +74,9 @@ class SviSlice:
 def slice_violation(svi: SviSlice) -> str | None:
     """The first rule the slice breaks (a reason code), or None if it is valid."""
     scale = SVI_SCALE
+    bound = limits.svi_param_abs_max
     for value in (svi.a, svi.b, svi.rho, svi.m, svi.sigma):
-        if type(value) is not int or not -svi_param_abs_max <= value <= svi_param_abs_max:
+        if type(value) is not int or not -bound <= value <= bound:
             return "parameter_out_of_range"
     if type(svi.expiry_ns) is not int or svi.expiry_ns <= 0:
         return "non_positive_expiry"

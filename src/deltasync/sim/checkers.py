@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from deltasync.exchange import invariants
 from deltasync.sim.config import CONVERGE_NS, NS_PER_S
 from deltasync.sim.linearizability import check_history, partition, shrink
 
@@ -93,7 +94,7 @@ def check_final_state(sim: Simulator) -> list[str]:
     problems = []
     running = {i: n.core for i, n in sim.nodes.items() if n.core is not None}
     for node_id, core in running.items():
-        for problem in core.machine.check_invariants()[:3]:
+        for problem in invariants.check_invariants(core.machine)[:3]:
             problems.append(f"invariants: node {node_id} at the end: {problem}")
     return problems
 

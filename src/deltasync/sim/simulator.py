@@ -33,6 +33,7 @@ from deltasync.core import limits
 from deltasync.core.errors import DeltasyncError
 from deltasync.core.fixed import Price
 from deltasync.core.timeutil import days_from_civil
+from deltasync.exchange import invariants
 from deltasync.exchange.assembly import COMMAND_REGISTRIES, EVENT_REGISTRIES
 from deltasync.exchange.assembly import _engines as venue_engines
 from deltasync.exchange.commands import Deposit
@@ -474,7 +475,7 @@ class Simulator:
                     before.clear()
                 if not (result.events or result.start_events or result.end_events):
                     return  # an empty block moves only height and time: nothing to re-check
-                problems = state.check_invariants()
+                problems = invariants.check_invariants(state)
                 if problems:
                     self._violation(
                         f"invariants: node {node_id} after block {result.height}: "

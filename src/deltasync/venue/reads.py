@@ -18,10 +18,11 @@ from typing import Any
 from deltasync.core import limits
 from deltasync.core.codec import decode
 from deltasync.core.fixed import NOTIONAL_DIVISOR, QUANTITY_SCALE
+from deltasync.exchange import queries, records
 from deltasync.exchange.book import BUY, SELL
 from deltasync.exchange.instruments import PPM, Instrument
+from deltasync.exchange.queries import OrderSummary
 from deltasync.exchange.state import ExchangeState
-from deltasync.exchange.views import OrderView as XOrderView
 from deltasync.venue import views as v
 from deltasync.venue.marks import Marks, compute_marks
 from deltasync.venue.readmodel import ReadModel
@@ -115,7 +116,7 @@ class StateReads:
 
     def _update_open_interest(self, update: v.BlockUpdate) -> None:
         for trade in update.trades:
-            instrument = self.state.instrument(trade.instrument_name)
+            instrument = queries.instrument(self.state, trade.instrument_name)
             if instrument is None:
                 continue
             for account_id in (trade.taker_account_id, trade.maker_account_id):
@@ -136,7 +137,7 @@ class StateReads:
     def _book_levels(self, name: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
         # Raw levels straight from the engine's book (read-only): this runs for every
         # book a block touched, on the node's apply path, so no view objects here.
-        instrument = self.state.instrument(name)
+        instrument = queries.instrument(self.state, name)
         if instrument is None:
             return None
         book = self.state.books[instrument.instrument_id]
@@ -173,11 +174,12 @@ class StateReads:
 
     async def instruments(self, *, linearizable: bool = True) -> list[v.InstrumentView]:
         await self._barrier(linearizable)
-        return [self._instrument_view(i) for i in self.state.list_instruments(active_only=False)]
+        listed = queries.list_instruments(self.state, active_only=False)
+        return [self._instrument_view(i) for i in listed]
 
     async def instrument(self, name: str, *, linearizable: bool = True) -> v.InstrumentView | None:
         await self._barrier(linearizable)
-        instrument = self.state.instrument(name)
+        instrument = queries.instrument(self.state, name)
         return None if instrument is None else self._instrument_view(instrument)
 
     # The oracle and margin extensions, when the machine has them, are the source
@@ -246,7 +248,7 @@ class StateReads:
 
     def _ticker(self, instrument: Instrument) -> v.TickerView:
         name = instrument.name
-        book = self.state.book(name, 1)
+        book = queries.book_depth(self.state, name, 1)
         assert book is not None
         trades = self.read.last_trades(name, 1_000)
         now_ms = self.state.time_ns // 1_000_000
@@ -278,15 +280,15 @@ class StateReads:
 
     async def ticker(self, name: str, *, linearizable: bool = True) -> v.TickerView | None:
         await self._barrier(linearizable)
-        instrument = self.state.instrument(name)
+        instrument = queries.instrument(self.state, name)
         return None if instrument is None else self._ticker(instrument)
 
     async def book(self, name: str, depth: int, *, linearizable: bool = True) -> v.BookView | None:
         await self._barrier(linearizable)
-        instrument = self.state.instrument(name)
+        instrument = queries.instrument(self.state, name)
         if instrument is None:
             return None
-        view = self.state.book(name, depth)
+        view = queries.book_depth(self.state, name, depth)
         assert view is not None
         return v.BookView(
             ticker=self._ticker(instrument),
@@ -315,15 +317,15 @@ class StateReads:
         stale = [view for view in self.read.orders.values()
                  if view.order_state is v.OrderState.OPEN]
         for view in stale:
-            current = self.state.order(view.order_id)
+            current = queries.order(self.state, view.order_id)
             if current is None:
                 del self.read.orders[view.order_id]
                 continue
             self.read.orders[view.order_id] = replace(
                 view, amount_raw=current.amount.raw, filled_amount_raw=current.filled.raw,
-                price_raw=current.price.raw, order_state=current.state)
+                price_raw=current.price.raw, order_state=current.status)
 
-    def _order_from_state(self, view: XOrderView) -> v.OrderView:
+    def _order_from_state(self, view: OrderSummary) -> v.OrderView:
         known = self.read.orders.get(view.order_id)
         if known is not None:
             return known
@@ -332,7 +334,7 @@ class StateReads:
             side=view.side, order_type=view.order_type,
             time_in_force=view.time_in_force, price_raw=view.price.raw,
             amount_raw=view.amount.raw, filled_amount_raw=view.filled.raw, average_price_raw=0,
-            order_state=view.state, post_only=view.post_only,
+            order_state=view.status, post_only=view.post_only,
             reduce_only=view.reduce_only, label=view.label, creation_timestamp_ms=0,
             last_update_timestamp_ms=0,
         )
@@ -340,7 +342,7 @@ class StateReads:
     async def open_orders(self, account_id: int, instrument_name: str | None = None, *,
                           linearizable: bool = True) -> list[v.OrderView]:
         await self._barrier(linearizable)
-        views = self.state.open_orders(account_id, instrument_name)
+        views = queries.open_orders(self.state, account_id, instrument_name)
         return sorted((self._order_from_state(view) for view in views),
                       key=lambda order: order.order_id)
 
@@ -350,7 +352,7 @@ class StateReads:
         known = self.read.order(account_id, order_id)
         if known is not None:
             return known
-        view = self.state.order(order_id)
+        view = queries.order(self.state, order_id)
         if view is None or view.account != account_id:
             return None
         return self._order_from_state(view)
@@ -367,10 +369,10 @@ class StateReads:
 
     def _positions(self, account_id: int) -> list[v.PositionView]:
         out = []
-        for view in self.state.positions(account_id):
+        for view in queries.positions(self.state, account_id):
             if view.size.raw == 0:
                 continue
-            instrument = self.state.instrument(view.instrument)
+            instrument = queries.instrument(self.state, view.instrument)
             assert instrument is not None
             index = self._index_raw(instrument.underlying)
             marks = self._marks(instrument)
@@ -397,7 +399,7 @@ class StateReads:
     async def account_summary(self, account_id: int, *,
                               linearizable: bool = True) -> v.AccountView | None:
         await self._barrier(linearizable)
-        view = self.state.account_summary(account_id)
+        view = queries.account_summary(self.state, account_id)
         if view is None:
             return None
         positions = self._positions(account_id)
@@ -439,7 +441,7 @@ class StateReads:
         await self._barrier(True)
         if account_id not in self.state.accounts:
             return None
-        proof = self.state.account_proof(account_id)
+        proof = records.account_proof(self.state, account_id)
         root = self.state.state_root()
         record = decode(proof.value) if proof.value is not None else None
         return {
