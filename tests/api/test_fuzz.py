@@ -17,8 +17,8 @@ from deltasync.api.errors import ApiError  # noqa: E402
 from deltasync.api.methods import PRIVATE, PUBLIC, Call, Methods  # noqa: E402
 from deltasync.api.params import Params  # noqa: E402
 from deltasync.api.subscriptions import Hub  # noqa: E402
-from deltasync.venue.local import LocalVenue  # noqa: E402
 from deltasync.exchange import invariants
+from deltasync.venue.local import LocalVenue  # noqa: E402
 
 CALL = "BTC_USDC-25DEC26-100000-C"
 NAMES = [f"public/{name}" for name in sorted(PUBLIC)] + [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from deltasync.venue.local import LocalVenue
-from deltasync.venue.views import OrderState, OrderType, Side, TimeInForce
+from deltasync.venue.views import OrderStatus, OrderType, Side, TimeInForce
 
 from .harness import CALL, venue_now_ns
 
@@ -38,7 +38,7 @@ def test_a_result_comes_from_its_block_whenever_the_node_answers() -> None:
             account = await venue.create_account(10**12)
             placed = await _buy(venue, account, 900)  # type: ignore[misc]
             assert placed.rejection is None and placed.order is not None
-            assert placed.order.order_state is OrderState.OPEN
+            assert placed.order.order_state is OrderStatus.OPEN
             assert placed.order.price_raw == 900 * 10**6 and placed.order.post_only
         finally:
             await venue.stop()

@@ -94,7 +94,7 @@ def test_a_replay_that_diverges_halts_and_names_the_changed_keys() -> None:
         if block.result.events and any(block.result.events):
             # corrupt the replayed state after its first deposit
             replica.machine.accounts[1].cash += 1
-            replica.machine._dirty_accounts[1] = None
+            replica.machine.dirty_accounts[1] = None
             replica.tip.state_root = replica.machine.state_root()
     assert replica.halted is not None and replica.halted["reason"] == "state root mismatch"
     assert replica.halted["height"] == applied[-1] < len(blocks)

@@ -17,7 +17,7 @@ from deltasync.venue.views import (
     BookView,
     ComboLeg,
     InstrumentView,
-    OrderState,
+    OrderStatus,
     OrderType,
     OrderView,
     PositionView,
@@ -30,10 +30,10 @@ from deltasync.venue.views import (
 # The exchange's enums, spelled as Deribit spells them (and parsed back by ``methods``).
 SIDE_NAMES = {Side.BUY: "buy", Side.SELL: "sell"}
 ORDER_STATE_NAMES = {
-    OrderState.OPEN: "open",
-    OrderState.FILLED: "filled",
-    OrderState.CANCELLED: "cancelled",
-    OrderState.EXPIRED: "cancelled",  # Deribit has no "expired": cancel_reason says why
+    OrderStatus.OPEN: "open",
+    OrderStatus.FILLED: "filled",
+    OrderStatus.CANCELLED: "cancelled",
+    OrderStatus.EXPIRED: "cancelled",  # Deribit has no "expired": cancel_reason says why
 }
 ORDER_TYPE_NAMES = {OrderType.LIMIT: "limit", OrderType.MARKET: "market"}
 TIME_IN_FORCE_NAMES = {

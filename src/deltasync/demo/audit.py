@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from deltasync.exchange import events as xe
+from deltasync.exchange import invariants
 from deltasync.exchange.liquidation import BackstopTransfer, LiquidationFill, LiquidationStarted
 from deltasync.exchange.oracle import (
     CircuitBreakerTripped,
@@ -106,7 +107,7 @@ def audit_node(node_dir: Path, expected_roots: dict[str, Any] | None = None,
         roots[block.height] = block.result.state_root
         tally.add(block)
         if check_every and block.height % check_every == 0:
-            found = state.check_invariants()
+            found = invariants.check_invariants(state)
             if found:
                 problems += [f"after block {block.height}: {p}" for p in found[:10]]
                 break
@@ -116,7 +117,7 @@ def audit_node(node_dir: Path, expected_roots: dict[str, Any] | None = None,
     if replica.halted is not None:
         problems.append(_divergence(replica.halted))
     if not problems:
-        problems += state.check_invariants() + state.check_commitment()
+        problems += invariants.check_invariants(state) + invariants.check_commitment(state)
     compared = _compare_roots(roots, expected_roots, problems)
     return _report(replica, tally, compared, complete, time.monotonic() - started, problems)
 

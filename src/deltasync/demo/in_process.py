@@ -26,6 +26,7 @@ from typing import Any
 from deltasync.core.fixed import NOTIONAL_DIVISOR, Amount, Price, Quantity
 from deltasync.core.ids import parse_option_name
 from deltasync.exchange import events as ev
+from deltasync.exchange import invariants, queries
 from deltasync.exchange.commands import (
     CancelAll,
     CancelByLabel,
@@ -127,7 +128,7 @@ class MarketScenario:
     def fair_price_raw(self, state: Any, name: str) -> int:
         """Intrinsic value plus a time value of ~ 0.4 x ref x vol x sqrt(t) (integers)."""
         option = self.options[name]
-        instrument = state.instrument(name)
+        instrument = state.instrument_by_name[name]
         reference = state.reference_prices[option.underlying]
         days_left = max(1, (instrument.expiry_ns - self.time_ns) // 86_400_000_000_000)
         vol_ppm = 600_000
@@ -175,7 +176,7 @@ class MarketScenario:
     def _quote(self, state: Any) -> list[Any]:
         maker = self.rng.choice(self.makers)
         name = self.rng.choice(self.instruments)
-        instrument = state.instrument(name)
+        instrument = state.instrument_by_name.get(name)
         if instrument is None or not instrument.active:
             return []
         fair = self.fair_price_raw(state, name)
@@ -195,7 +196,7 @@ class MarketScenario:
         taker = self.rng.choice(self.takers)
         name = self.rng.choice(self.instruments)
         side = self.rng.choice((Side.BUY, Side.SELL))
-        instrument = state.instrument(name)
+        instrument = state.instrument_by_name[name]
         fair = self.fair_price_raw(state, name)
         tick = instrument.tick_for(fair)
         aggressive = tick * self.rng.randint(-3, 8)
@@ -218,7 +219,7 @@ class MarketScenario:
                               expire_at_ns=self.time_ns + self.block_time_ns * self.rng.randint(1, 4),
                               label="gtt")
         if roll < 0.75:
-            position = next((p for p in state.positions(taker) if p.instrument == name and p.size.raw), None)
+            position = next((p for p in queries.positions(state, taker) if p.instrument == name and p.size.raw), None)
             if position is not None:
                 reduce_side = Side.SELL if position.size.raw > 0 else Side.BUY
                 step = instrument.contract_size_raw
@@ -230,7 +231,7 @@ class MarketScenario:
 
     def _cancel_or_edit(self, state: Any) -> Any:
         taker = self.rng.choice(self.takers)
-        orders = state.open_orders(taker)
+        orders = queries.open_orders(state, taker)
         if not orders:
             return CancelAll(taker)
         order = self.rng.choice(orders)
@@ -239,7 +240,7 @@ class MarketScenario:
             return CancelOrder(taker, order.order_id)
         if roll < 0.6:
             return CancelAll(taker, order.instrument)
-        instrument = state.instrument(order.instrument)
+        instrument = state.instrument_by_name[order.instrument]
         step = instrument.contract_size_raw
         if roll < 0.8 and order.remaining.raw > step:
             return EditOrder(taker, order.order_id, order.price, Quantity(order.amount.raw - step))
@@ -261,7 +262,7 @@ class MarketScenario:
         second = self.rng.choice(partners)
         legs = (ComboLeg(first, Side.BUY, 1), ComboLeg(second, Side.SELL, 1))
         net = self.fair_price_raw(state, first) - self.fair_price_raw(state, second)
-        slack = abs(net) // 5 + state.instrument(first).tick_raw * 10
+        slack = abs(net) // 5 + state.instrument_by_name[first].tick_raw * 10
         side = self.rng.choice((Side.BUY, Side.SELL))
         limit = net + slack if side is Side.BUY else net - slack
         tif = self.rng.choice((TimeInForce.FILL_OR_KILL, TimeInForce.IMMEDIATE_OR_CANCEL))
@@ -310,12 +311,12 @@ def run_scenario(
         for events in result.events:
             stats.add(events)
         if check_every and height % check_every == 0:
-            problems = state.check_invariants() + state.check_commitment()
+            problems = invariants.check_invariants(state) + invariants.check_commitment(state)
             if problems:
                 problems = [f"after block {height}: {p}" for p in problems]
                 break
         if on_block is not None:
             on_block(height, stats)
     if not problems:
-        problems = state.check_invariants() + state.check_commitment()
+        problems = invariants.check_invariants(state) + invariants.check_commitment(state)
     return DemoResult(stats, root, problems, time.perf_counter() - started, state)

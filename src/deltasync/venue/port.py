@@ -40,7 +40,7 @@ class Pipeline(Protocol):
     """A caller that sends several commands without waiting (one WebSocket).
 
     The state machine sorts a block's commands by sequencing class (cancels
-    first, then makers, then takers; ``exchange.state.command_priority``), so a
+    first, then makers, then takers; ``ExchangeState.priority_of``), so a
     command must not join a block in which it would overtake an earlier command
     of the same caller. The venue calls ``admit`` with the command's class before
     queueing it, and ``queued`` once it holds its place in the log's order: the

@@ -160,7 +160,7 @@ class ReadModel:
                     event.reason, "other"))
                 block.touch_instrument(event.account, event.instrument)
             case xe.OrderExpired():
-                self._fold_closed(block, event.order_id, v.OrderState.EXPIRED, "expired")
+                self._fold_closed(block, event.order_id, v.OrderStatus.EXPIRED, "expired")
                 block.touch_instrument(event.account, event.instrument)
             case xe.OrderEdited():
                 self._fold_edited(block, event)
@@ -198,22 +198,22 @@ class ReadModel:
             order_id=event.order_id, account_id=event.account, instrument_name=event.instrument,
             side=event.side, order_type=event.order_type, time_in_force=event.time_in_force,
             price_raw=event.price.raw, amount_raw=event.amount.raw, filled_amount_raw=0,
-            average_price_raw=0, order_state=v.OrderState.OPEN, post_only=post_only,
+            average_price_raw=0, order_state=v.OrderStatus.OPEN, post_only=post_only,
             reduce_only=reduce_only, label=event.label, creation_timestamp_ms=time_ms,
             last_update_timestamp_ms=time_ms,
         )
         self._put_order(accepted)
         block.touch(accepted)
 
-    def _fold_closed(self, block: _BlockFold, order_id: int, state: v.OrderState | None,
+    def _fold_closed(self, block: _BlockFold, order_id: int, state: v.OrderStatus | None,
                      cancel_reason: str) -> None:
         """An order left the book; ``state`` None: filled if it filled whole, else cancelled."""
         view = self.orders.get(order_id)
         if view is None:
             return
         if state is None:
-            state = (v.OrderState.FILLED if view.filled_amount_raw == view.amount_raw
-                     else v.OrderState.CANCELLED)
+            state = (v.OrderStatus.FILLED if view.filled_amount_raw == view.amount_raw
+                     else v.OrderStatus.CANCELLED)
         view = replace(view, order_state=state, last_update_timestamp_ms=block.time_ms,
                        cancel_reason=cancel_reason)
         self._put_order(view)
@@ -239,7 +239,7 @@ class ReadModel:
             price_raw=command.price.raw, amount_raw=event.amount.raw,
             filled_amount_raw=event.amount.raw,
             average_price_raw=_per_unit(event.premium.raw * NOTIONAL_DIVISOR, event.amount.raw),
-            order_state=v.OrderState.FILLED, post_only=False, reduce_only=False,
+            order_state=v.OrderStatus.FILLED, post_only=False, reduce_only=False,
             label=command.label, creation_timestamp_ms=time_ms, last_update_timestamp_ms=time_ms,
             combo_name=_combo_name(command),
         )
@@ -277,7 +277,7 @@ class ReadModel:
             view.average_price_raw * view.filled_amount_raw + event.price.raw * event.amount.raw,
             filled,
         )
-        state = v.OrderState.FILLED if filled >= view.amount_raw else view.order_state
+        state = v.OrderStatus.FILLED if filled >= view.amount_raw else view.order_state
         view = replace(view, filled_amount_raw=filled, average_price_raw=average,
                        order_state=state, last_update_timestamp_ms=block.time_ms)
         self._put_order(view)
@@ -307,7 +307,7 @@ class ReadModel:
         # Forget the oldest closed orders first; open orders are never forgotten.
         while len(self.orders) > limits.venue_orders_kept_max:
             for order_id, old in self.orders.items():
-                if old.order_state is not v.OrderState.OPEN:
+                if old.order_state is not v.OrderStatus.OPEN:
                     del self.orders[order_id]
                     break
             else:

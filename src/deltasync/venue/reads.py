@@ -315,7 +315,7 @@ class StateReads:
         """After skipped blocks, open orders in the read model may have moved on:
         take the state machine's word for each (or forget what it no longer knows)."""
         stale = [view for view in self.read.orders.values()
-                 if view.order_state is v.OrderState.OPEN]
+                 if view.order_state is v.OrderStatus.OPEN]
         for view in stale:
             current = queries.order(self.state, view.order_id)
             if current is None:

@@ -4,7 +4,7 @@ The one home of these shapes: the read model builds them from the block
 stream, the reads build them from the state machine, and the API turns them
 into Deribit's JSON (``api.shapes``). Side, order type and time in force are
 the exchange's own enums (``exchange.commands``), and so is an order's state
-(``exchange.views.OrderState``): the API spells them Deribit's way.
+(``exchange.book.OrderStatus``): the API spells them Deribit's way.
 
 Money and sizes are raw integers (``*_raw``): prices and amounts in
 millionths (``Price``/``Quantity``/``Amount`` scales). Figures that are not
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from deltasync.exchange.book import OrderStatus
 from deltasync.exchange.commands import OrderType, Side, TimeInForce
-from deltasync.exchange.views import OrderState
 
 __all__ = [
     "AccountView", "BlockUpdate", "BookView", "ComboLeg", "CommandResult", "Greeks",
-    "IndexView", "InstrumentView", "LevelChange", "OrderState", "OrderType", "OrderView",
+    "IndexView", "InstrumentView", "LevelChange", "OrderStatus", "OrderType", "OrderView",
     "PositionView", "Rejection", "Side", "StateRootView", "TickerView", "TimeInForce",
     "TradeView",
 ]
@@ -63,7 +63,7 @@ class OrderView:
     amount_raw: int
     filled_amount_raw: int
     average_price_raw: int  # 0 until something fills
-    order_state: OrderState
+    order_state: OrderStatus
     post_only: bool
     reduce_only: bool
     label: str
