@@ -28,12 +28,12 @@ from typing import Any
 
 from deltasync.consensus import Role
 from deltasync.core import limits
-from deltasync.core.fixed import Price
-from deltasync.exchange.assembly import demo_reports, new_exchange
+from deltasync.exchange.assembly import new_exchange
 from deltasync.exchange.genesis import GenesisConfig, default_genesis
 from deltasync.exchange.state import ExchangeState
 from deltasync.node import machine
 from deltasync.node.block import Noop
+from deltasync.node.demo_oracle import DemoOracle
 from deltasync.node.driver import NodeCore, NodeSettings
 from deltasync.node.server import NodeShell, RequestTimeout
 from deltasync.storage.fs import MemoryFileSystem
@@ -87,12 +87,12 @@ class LocalVenue(ShellVenue):
         self.block_interval_s = block_interval_s
         self._next_account = max(max(state.accounts, default=0) + 1, first_account_id)
         self._started = False
-        # The demo oracle: the public demo sources of ``exchange.assembly`` report
-        # ``demo_prices`` (initially the genesis reference prices) every interval.
+        # The one demo oracle (``node.demo_oracle``): the public demo sources report its
+        # prices (initially the genesis reference prices, no walk) every interval.
         self.demo_oracle = demo_oracle and any(
             extension.name == "oracle" for extension in state.extensions)
         self.oracle_interval_s = oracle_interval_s
-        self.demo_prices: dict[str, int] = dict(state.reference_prices)
+        self._oracle = DemoOracle(random.Random(0), dict(state.reference_prices))
         self._oracle_fed_ns = 0
         self._oracle_wake = asyncio.Event()
         self._oracle_task: asyncio.Task[None] | None = None
@@ -136,8 +136,8 @@ class LocalVenue(ShellVenue):
 
     def set_demo_price(self, underlying: str, price_raw: int) -> None:
         """Move the demo oracle's price; reported at once, through the log."""
-        assert price_raw > 0 and underlying in self.demo_prices
-        self.demo_prices[underlying] = price_raw
+        assert price_raw > 0 and underlying in self._oracle.underlyings
+        self._oracle.set_price(underlying, price_raw)
         self._oracle_fed_ns = 0
         self._oracle_wake.set()
 
@@ -161,9 +161,8 @@ class LocalVenue(ShellVenue):
         core = self.shell.core
         time_ns = max(core.tip.time_ns, core.settings.block_time(self.shell.clock_ns()))
         self._oracle_fed_ns = time_ns
-        prices = {name: Price(raw) for name, raw in self.demo_prices.items()}
         await asyncio.gather(*(self.shell.submit(report)
-                               for report in demo_reports(prices, time_ns)))
+                               for report in self._oracle.reports(time_ns)))
 
     # --- deltasync's own reads (all local: one process is always linearizable) -----------
 
