@@ -90,3 +90,35 @@ def test_a_diverging_replica_halts_and_names_candidate_keys() -> None:
     assert core.halted is not None and core.halted["reason"] == "state root mismatch"
     keys = [c["key"] for c in core.halted["divergent_key_candidates"]]
     assert (b"acct/" + (1).to_bytes(8, "big")).hex() in keys
+
+
+def test_a_command_the_codec_cannot_encode_is_answered_and_left_out_of_its_block() -> None:
+    """Issue 10, defect 1: one unencodable command (a lone surrogate, an integer beyond
+    64 bits) submitted with others fails neither the block nor the leader, and a leader
+    is still elected after the leader is killed."""
+    cluster = Cluster(3)
+    cluster.until(lambda: cluster.leader() is not None)
+    leader = cluster.leader()
+    assert leader is not None
+    core = cluster.nodes[leader]
+    assert core is not None
+    good = core.codec.encode(Deposit(5, Amount.whole(1)))
+    poisons = [[good[0], "\ud800", 1], [good[0], 2**70, 1], [good[0], object()]]
+    assert core.submit_wire(good, 3, 1, cluster.now)
+    for request, poison in enumerate(poisons, start=2):
+        assert core.submit_wire(poison, 3, request, cluster.now)
+    assert core.submit_wire(core.codec.encode(Deposit(6, Amount.whole(2))), 3, 9, cluster.now)
+    cluster.until(lambda: len(cluster.answers[leader]) == 5)
+    by_request = {a.request: a for a in cluster.answers[leader]}
+    assert [by_request[r].error for r in (1, 2, 3, 4, 9)] == [None, "malformed", "malformed",
+                                                              "malformed", None]
+    assert by_request[1].height == by_request[9].height > 0  # the rest of the block went on
+    cluster.step(10)
+    assert core.machine.deposits_total == Amount.whole(3).raw
+    assert len({cluster.nodes[i].tip.state_root for i in cluster.voters}) == 1  # type: ignore[union-attr]
+    cluster.crash(leader)
+    cluster.until(lambda: cluster.leader() not in (None, leader))
+    survivor = cluster.leader()
+    assert survivor is not None
+    cluster.submit(survivor, Deposit(7, Amount.whole(1)), session=4, request=1)
+    cluster.until(lambda: any(a.session == 4 and a.error is None for a in cluster.answers[survivor]))

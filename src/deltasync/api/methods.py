@@ -18,7 +18,7 @@ from deltasync.api import errors, shapes
 from deltasync.api.auth import Authenticator, KeyStore, Principal
 from deltasync.api.errors import ApiError, from_venue_error, rejection_error
 from deltasync.api.jsonio import money
-from deltasync.api.params import Params, ascii_int
+from deltasync.api.params import Params, ascii_int, int64
 from deltasync.api.subscriptions import Hub, Session, WritePipeline
 from deltasync.core import limits
 from deltasync.core.fixed import INT64_MAX
@@ -397,7 +397,7 @@ async def _oracle_report(m: Methods, call: Call) -> Any:
 def _six_ints(item: Any) -> tuple[int, int, int, int, int, int]:
     if type(item) is not list or len(item) != 6 or any(type(x) is not int for x in item):
         raise errors.invalid_param("vol_surface", "each slice is [expiry_ns, a, b, rho, m, sigma]")
-    expiry_ns, a, b, rho, m, sigma = item
+    expiry_ns, a, b, rho, m, sigma = (int64("vol_surface", x) for x in item)
     return expiry_ns, a, b, rho, m, sigma
 
 
@@ -437,7 +437,7 @@ def _order_id(call: Call) -> int:
         value = ascii_int(value)
     if type(value) is not int or value < 0:
         raise ApiError(errors.INVALID_PARAMS, {"param": "order_id", "reason": "unknown order id"})
-    return value
+    return int64("order_id", value, low=0)
 
 
 def _label(call: Call) -> str:

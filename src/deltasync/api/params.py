@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from deltasync.api.errors import invalid_param
-from deltasync.core.fixed import INT64_MAX
+from deltasync.core.fixed import INT64_MAX, INT64_MIN
 
 T = TypeVar("T")
 
@@ -29,6 +29,24 @@ def ascii_int(text: str) -> int | None:
     return int(text) if _ASCII_INT.fullmatch(text) else None
 
 _MISSING = object()
+
+
+def utf8_text(name: str, value: str) -> str:
+    """``value`` if it has a UTF-8 form; a lone surrogate (``"\\ud800"``, which JSON can
+    spell) has none, so it could neither be signed, compared, hashed nor enter the log."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise invalid_param(name, "not valid UTF-8 text (lone surrogate)") from None
+    return value
+
+
+def int64(name: str, value: int, low: int = INT64_MIN) -> int:
+    """``value`` if it is within [low, INT64_MAX], the range of every integer in the log."""
+    if not low <= value <= INT64_MAX:
+        raise invalid_param(name, f"must be between {low} and {INT64_MAX}")
+    return value
 
 
 class Params:
@@ -60,7 +78,7 @@ class Params:
             raise invalid_param(name, "must be a string")
         if len(value) > max_len:
             raise invalid_param(name, f"longer than {max_len} characters")
-        return value
+        return utf8_text(name, value)
 
     def optional_string(self, name: str, *, max_len: int = 256) -> str | None:
         if not self.has(name):

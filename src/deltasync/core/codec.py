@@ -53,8 +53,16 @@ def _canonical(value: Any) -> Any:
 
 
 def encode(value: Any) -> bytes:
-    """Canonical bytes of a plain value tree (None, bool, int, str, bytes, list, dict)."""
-    return msgpack.packb(_canonical(value), use_bin_type=True)
+    """Canonical bytes of a plain value tree (None, bool, int, str, bytes, list, dict).
+
+    A string that is not valid Unicode text (a lone surrogate such as ``"\\ud800"``,
+    which JSON can spell) has no UTF-8 form: it is refused like any other value
+    the codec cannot carry."""
+    try:
+        return msgpack.packb(_canonical(value), use_bin_type=True)
+    except UnicodeEncodeError as exc:
+        raise CodecError(reason="string is not valid UTF-8 (lone surrogate)",
+                         position=exc.start) from None
 
 
 def encode_trusted(value: Any) -> bytes:

@@ -45,7 +45,7 @@ from deltasync.consensus import (
     SnapshotMeta,
 )
 from deltasync.core import limits
-from deltasync.core.codec import Registry, decode, encode
+from deltasync.core.codec import Registry, decode, encode, encode_trusted
 from deltasync.core.errors import CodecError, DeltasyncError, LocalError
 from deltasync.core.limits import forward_batch_max, pending_requests_max, unforwarded_max
 from deltasync.exchange.state import BlockResult, ExchangeState
@@ -54,6 +54,10 @@ from deltasync.node.chain import ChainTip, Verdict, check_block, divergence_repo
 from deltasync.node.sessions import Outcome, SessionTable
 from deltasync.storage.raft_log import RaftStorage, RecoveredLog
 from deltasync.storage.snapshot import SnapshotStore, StoredSnapshot
+
+# What msgpack raises for a value it cannot encode: an integer beyond 64 bits
+# (OverflowError), a lone surrogate (UnicodeEncodeError, a ValueError), an unknown type.
+_UNENCODABLE = (OverflowError, TypeError, ValueError)
 
 # Node-to-node envelope kinds (first byte of every transport payload).
 KIND_RAFT = 1
@@ -427,7 +431,11 @@ class NodeCore:
             state_root=self.tip.state_root,
             proposer=self.id,
         )
-        data = Block(header, tuple(commands)).to_bytes()
+        try:
+            data = Block(header, tuple(commands)).to_bytes()
+        except _UNENCODABLE:
+            commands = self._encodable(commands)
+            data = Block(header, tuple(commands)).to_bytes()
         result = self.raft.propose(data)
         if isinstance(result, Rejected):
             for command in reversed(commands):  # keep them for the next leader
@@ -436,6 +444,20 @@ class NodeCore:
             return
         self._proposed_index = result
         self._last_block_ns = now_ns
+
+    def _encodable(self, commands: list[ClientCommand]) -> list[ClientCommand]:
+        """The commands the codec can encode. Each of the others is answered "malformed"
+        and left out, so that one command can never fail a block (the gateways check
+        every command's wire form; this is the proposer's own guard)."""
+        kept = []
+        for command in commands:
+            try:
+                encode_trusted(command.to_wire())
+            except _UNENCODABLE:
+                self._answer(command, 0, (), "malformed", self._out)
+                continue
+            kept.append(command)
+        return kept
 
     # --- the output loop -----------------------------------------------------------------
 

@@ -1,0 +1,69 @@
+"""Hostile input of issue 10, driven as the probe did: real HTTP and WebSocket against a
+real server (a LocalVenue, a one-node NodeCore under the asyncio shell, behind an ApiServer).
+
+Each request is refused with a structured error that names the parameter; afterwards the
+server still answers, a normal order still goes through and nothing else changed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from deltasync.api.server import ApiServer
+from deltasync.client import ApiError, Client
+
+from .harness import CALL, new_client, raw_post, running
+
+LONE_SURROGATE = "\ud800"  # json.dumps spells it as the escape the probe sent
+
+
+def _rpc(method: str, params: dict[str, Any], request_id: Any = "p") -> str:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+def _report(**fields: Any) -> dict[str, Any]:
+    return {"source_id": "probe", "underlying": "BTC", "price": 100000, "ts_ns": 1,
+            "signature": "00", **fields}
+
+
+async def _still_trading(server: ApiServer, client: Client) -> None:
+    """The server answers, a normal order goes through, the node is running."""
+    status, body = await raw_post(server, "/api/v2", _rpc("public/test", {}))
+    assert status == 200 and "version" in body["result"]
+    placed = await client.call("private/buy", {"instrument_name": CALL, "amount": "0.1",
+                                               "type": "limit", "price": "100"})
+    assert placed["order"]["order_state"] == "open"
+    assert not server.venue.shell.stopped  # type: ignore[attr-defined]
+    assert server.internal_errors == 0
+
+
+def test_values_the_log_cannot_carry_are_refused_at_the_edge_and_the_node_keeps_serving() -> None:
+    """Defect 1: a lone surrogate in ``source_id``/``underlying`` of an oracle report, an
+    integer beyond int64 in ``vol_surface`` and in ``order_id`` of ``private/cancel``."""
+
+    async def main() -> None:
+        async with running() as server:
+            client = await new_client(server)
+            try:
+                poisons = {
+                    "source_id": _report(source_id=LONE_SURROGATE),
+                    "underlying": _report(underlying=LONE_SURROGATE),
+                    "vol_surface": _report(vol_surface=[[1, 2**70, 3, 4, 5, 6]]),
+                }
+                for param, params in poisons.items():
+                    status, body = await raw_post(
+                        server, "/api/v2", _rpc("public/deltasync_oracle_report", params))
+                    assert status == 400, (param, body)
+                    assert body["error"]["code"] == -32602
+                    assert body["error"]["data"]["param"] == param
+                with pytest.raises(ApiError) as refused:
+                    await client.call("private/cancel", {"order_id": 1180591620717411303424})
+                assert refused.value.code == -32602 and refused.value.data["param"] == "order_id"
+                await _still_trading(server, client)
+            finally:
+                await client.close()
+
+    asyncio.run(main())
