@@ -705,7 +705,7 @@ async def _create_combo(m: Methods, call: Call) -> Any:
         raise errors.invalid_param("trades", "must be a list of {instrument_name, amount, direction}")
     legs = []
     for index, leg in enumerate(trades[: limits.combo_legs_max + 1]):
-        leg_params = Params(leg)
+        leg_params = Params(leg, within=f"trades[{index}]")
         name = leg_params.string("instrument_name", max_len=64)
         amount = leg_params.decimal("amount")
         side = leg_params.named("direction", shapes.SIDE_NAMES)

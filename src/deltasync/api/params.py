@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from deltasync.api.errors import invalid_param
+from deltasync.core import limits
 from deltasync.core.fixed import INT64_MAX, INT64_MIN
 
 T = TypeVar("T")
@@ -50,12 +51,20 @@ def int64(name: str, value: int, low: int = INT64_MIN) -> int:
 
 
 class Params:
-    def __init__(self, raw: Any) -> None:
+    """``within`` names the object these params are part of (``trades[1]``): errors then
+    name ``trades[1].amount``."""
+
+    def __init__(self, raw: Any, *, within: str = "") -> None:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise invalid_param("params", "must be an object")
+            raise invalid_param(within or "params", "must be an object")
         self.raw: dict[str, Any] = raw
+        self.within = within
+
+    def param(self, name: str) -> str:
+        """The name an error gives the parameter ``name``."""
+        return f"{self.within}.{name}" if self.within else name
 
     def has(self, name: str) -> bool:
         return self.raw.get(name) is not None
@@ -64,7 +73,7 @@ class Params:
         value = self.raw.get(name, _MISSING)
         if value is _MISSING or value is None:
             if required:
-                raise invalid_param(name, "value_required")
+                raise invalid_param(self.param(name), "value_required")
             return _MISSING
         return value
 
@@ -75,10 +84,10 @@ class Params:
         if value is _MISSING:
             return default
         if type(value) is not str:
-            raise invalid_param(name, "must be a string")
+            raise invalid_param(self.param(name), "must be a string")
         if len(value) > max_len:
-            raise invalid_param(name, f"longer than {max_len} characters")
-        return utf8_text(name, value)
+            raise invalid_param(self.param(name), f"longer than {max_len} characters")
+        return utf8_text(self.param(name), value)
 
     def optional_string(self, name: str, *, max_len: int = 256) -> str | None:
         if not self.has(name):
@@ -101,9 +110,9 @@ class Params:
             parsed = ascii_int(value)
             value = value if parsed is None else parsed
         if type(value) is not int:
-            raise invalid_param(name, "must be an integer")
+            raise invalid_param(self.param(name), "must be an integer")
         if not low <= value <= high:
-            raise invalid_param(name, f"must be between {low} and {high}")
+            raise invalid_param(self.param(name), f"must be between {low} and {high}")
         return value
 
     def optional_integer(self, name: str, *, low: int = 0, high: int = INT64_MAX) -> int | None:
@@ -119,7 +128,7 @@ class Params:
             return True
         if value is False or value == "false":
             return False
-        raise invalid_param(name, "must be a boolean")
+        raise invalid_param(self.param(name), "must be a boolean")
 
     def optional_boolean(self, name: str) -> bool | None:
         if not self.has(name):
@@ -135,28 +144,27 @@ class Params:
         for member, spelling in names.items():
             if spelling == value:
                 return member
-        raise invalid_param(name, f"must be one of {', '.join(names.values())}")
+        raise invalid_param(self.param(name), f"must be one of {', '.join(names.values())}")
 
     def decimal(self, name: str, *, required: bool = True) -> Decimal | None:
+        """A number, bounded in digits and exponent before anything computes with it."""
         value = self._get(name, required)
         if value is _MISSING:
             return None
         if type(value) is bool:
-            raise invalid_param(name, "must be a number")
+            raise invalid_param(self.param(name), "must be a number")
         if type(value) is int:
-            return Decimal(value)
-        if type(value) is Decimal:
+            number = Decimal(value)
+        elif type(value) is Decimal:
             number = value
-        elif type(value) is str and len(value) <= 40:
+        elif type(value) is str and len(value) <= 64:
             try:
                 number = Decimal(value.strip())
             except InvalidOperation:
-                raise invalid_param(name, "must be a number") from None
+                raise invalid_param(self.param(name), "must be a number") from None
         else:
-            raise invalid_param(name, "must be a number")
-        if not number.is_finite():
-            raise invalid_param(name, "must be a finite number")
-        return number
+            raise invalid_param(self.param(name), "must be a number")
+        return bounded_decimal(self.param(name), number)
 
     def fixed(
         self,
@@ -171,7 +179,22 @@ class Params:
         number = self.decimal(name, required=required)
         if number is None:
             return None
-        return to_raw(number, name, decimals=decimals, positive=positive, allow_negative=allow_negative)
+        return to_raw(number, self.param(name), decimals=decimals, positive=positive, allow_negative=allow_negative)
+
+
+def bounded_decimal(name: str, number: Decimal) -> Decimal:
+    """``number`` if it is finite, has at most ``api_decimal_digits_max`` significant digits
+    and an exponent within ``api_decimal_exponent_max``; reading the exponent and the digit
+    count costs nothing, whereas ``int()`` of ``1e999999`` takes seconds."""
+    if not number.is_finite():
+        raise invalid_param(name, "must be a finite number")
+    if not number:
+        return Decimal(0)
+    if len(number.as_tuple().digits) > limits.api_decimal_digits_max:
+        raise invalid_param(name, f"at most {limits.api_decimal_digits_max} significant digits")
+    if abs(number.adjusted()) > limits.api_decimal_exponent_max:
+        raise invalid_param(name, "out of range")
+    return number
 
 
 def to_raw(
@@ -182,7 +205,7 @@ def to_raw(
     positive: bool = True,
     allow_negative: bool = False,
 ) -> int:
-    if abs(number.adjusted()) > 30:
+    if abs(number.adjusted()) > limits.api_decimal_exponent_max:
         raise invalid_param(name, "out of range")
     scaled = number.scaleb(decimals)
     if scaled != scaled.to_integral_value():

@@ -135,6 +135,10 @@ api_request_timeout_s = 10
 api_book_depth_max = 1_000
 api_trades_count_max = 1_000
 api_ws_requests_inflight_max = 256  # per connection; beyond it the server stops reading
+# a decimal parameter (amount, price, contracts, ...): bounded before any arithmetic, so a
+# request cannot make the node build a million-digit integer ("1e999999")
+api_decimal_digits_max = 40  # significant digits
+api_decimal_exponent_max = 30  # |adjusted exponent|: 1e30 and 1e-30 are the extremes
 # venue (deltasync.venue): the read model, request ids, subscribers of the block stream
 venue_orders_kept_max = 200_000  # order views; closed ones are forgotten oldest first
 venue_trades_per_instrument_max = 1_000
