@@ -11,6 +11,7 @@ import base64
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 
 from deltasync.api.server import ApiServer
@@ -115,5 +116,95 @@ def test_a_decimal_with_a_huge_exponent_is_refused_at_once_naming_the_parameter(
                 await _still_trading(server, client)
             finally:
                 await client.close()
+
+    asyncio.run(main())
+
+
+async def _raw_http(server: ApiServer, head: bytes, body: bytes) -> tuple[int, dict[str, Any]]:
+    """One request written byte by byte (aiohttp's client will not send a header that is
+    not text); the status and the JSON answer."""
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        response = await asyncio.wait_for(reader.read(), 5.0)
+    finally:
+        writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    _, _, content = rest.partition(b"\r\n\r\n")
+    return int(status_line.split()[1]), json.loads(content)
+
+
+def test_text_that_is_not_utf8_and_odd_methods_get_structured_errors() -> None:
+    """Defect 7: a lone surrogate in ``label``, ``cancel_by_label``, the ``auth`` secret or
+    nonce; ``Authorization: Basic \\xff\\xfe``; a WebSocket ``method`` that is a list or an
+    object. Each answered HTTP 500 (or nothing) with a logged traceback."""
+
+    async def main() -> None:
+        async with running() as server:
+            client = await new_client(server)
+            try:
+                auth = {"Authorization": _basic(client)}
+                order = {"instrument_name": CALL, "amount": "0.1", "price": "100"}
+                for method, params, param in (
+                        ("private/buy", {**order, "label": LONE_SURROGATE}, "label"),
+                        ("private/cancel_by_label", {"label": LONE_SURROGATE}, "label")):
+                    status, body = await raw_post(server, "/api/v2", _rpc(method, params), auth)
+                    assert status == 400 and body["error"]["code"] == -32602, body
+                    assert body["error"]["data"]["param"] == param
+                for params, param in (
+                        ({"grant_type": "client_credentials", "client_id": client.client_id,
+                          "client_secret": LONE_SURROGATE}, "client_secret"),
+                        ({"grant_type": "client_signature", "client_id": client.client_id,
+                          "timestamp": 1, "nonce": LONE_SURROGATE, "data": "",
+                          "signature": "00"}, "nonce")):
+                    status, body = await raw_post(server, "/api/v2", _rpc("public/auth", params))
+                    assert status == 400 and body["error"]["code"] == -32602, body
+                    assert body["error"]["data"]["param"] == param
+
+                head = (b"POST /api/v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        b"Content-Type: application/json\r\nAuthorization: Basic \xff\xfe\r\n")
+                status, body = await _raw_http(server, head, _rpc("public/test", {}).encode())
+                assert status == 401 and body["error"]["code"] == 13004, body
+
+                async with aiohttp.ClientSession() as http, http.ws_connect(
+                        server.url + "/ws/api/v2") as ws:
+                    for request_id, method in ((71, ["private/buy"]), (72, {"a": 1})):
+                        await ws.send_str(json.dumps({"jsonrpc": "2.0", "id": request_id,
+                                                      "method": method, "params": {}}))
+                        answer = json.loads((await ws.receive(timeout=5.0)).data)
+                        assert answer["id"] == request_id, answer
+                        assert answer["error"]["code"] == -32600, answer
+                await _still_trading(server, client)
+            finally:
+                await client.close()
+
+    asyncio.run(main())
+
+
+def test_cancelling_another_accounts_order_answers_as_an_unknown_id() -> None:
+    """Defect 7: the two answers differed in their reason, which told a caller that an order
+    id exists."""
+
+    async def main() -> None:
+        async with running() as server:
+            owner, other = await new_client(server), await new_client(server)
+            try:
+                placed = await owner.call("private/buy", {"instrument_name": CALL,
+                                                          "amount": "0.1", "price": "100"})
+                order_id = int(placed["order"]["order_id"])
+                answers = []
+                for target in (order_id, order_id + 10**9):
+                    with pytest.raises(ApiError) as refused:
+                        await other.call("private/cancel", {"order_id": str(target)})
+                    data = dict(refused.value.data or {})
+                    assert data.pop("order_id", str(target)) == str(target)
+                    answers.append((refused.value.code, refused.value.message, data))
+                assert answers[0] == answers[1], answers
+                orders = await owner.call("private/get_open_orders", {})
+                assert [item["order_id"] for item in orders] == [str(order_id)]
+            finally:
+                await owner.close()
+                await other.close()
 
     asyncio.run(main())

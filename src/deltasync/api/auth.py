@@ -31,7 +31,7 @@ from typing import Any
 
 from deltasync.api import errors
 from deltasync.api.errors import ApiError
-from deltasync.api.params import ascii_int
+from deltasync.api.params import ascii_int, utf8_text
 from deltasync.core import limits
 
 SCOPE = "connection trade:read_write account:read_write"
@@ -67,6 +67,9 @@ def hmac_header(client_id: str, secret: str, http_method: str, uri: str, body: s
     signature = sign(secret, timestamp_ms, nonce, request_data(http_method, uri, body))
     return f"deri-hmac-sha256 id={client_id},ts={timestamp_ms},sig={signature},nonce={nonce}"
 
+
+# the string fields of a ``public/auth`` grant
+_GRANT_TEXT = ("client_id", "client_secret", "nonce", "data", "signature", "refresh_token")
 
 _DERIVED_ID = re.compile(r"ds([0-9]{1,9})k([0-9a-f]{8})")
 
@@ -175,6 +178,10 @@ class Authenticator:
 
     def grant(self, params: dict[str, Any]) -> dict[str, Any]:
         """``public/auth``: check the grant and return fresh tokens."""
+        for name in _GRANT_TEXT:
+            value = params.get(name)
+            if type(value) is str:
+                utf8_text(name, value)  # signed, compared and MACed as UTF-8
         grant_type = params.get("grant_type")
         match grant_type:
             case "client_credentials":
@@ -361,6 +368,9 @@ class Authenticator:
     # --- HTTP Authorization header ---------------------------------------------
 
     def http_header(self, header: str, http_method: str, uri: str, body: str) -> Principal:
+        if not header.isascii():  # credentials, tokens and signatures are ASCII
+            raise ApiError(errors.INVALID_CREDENTIALS,
+                           {"reason": "the Authorization header must be ASCII"})
         scheme, _, rest = header.strip().partition(" ")
         match scheme.lower():
             case "bearer":
@@ -374,7 +384,7 @@ class Authenticator:
     def _basic(self, encoded: str) -> Principal:
         try:
             client_id, _, secret = base64.b64decode(encoded, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # ValueError covers UnicodeDecodeError
             raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "malformed basic credentials"}) from None
         return self._client_credentials({"client_id": client_id, "client_secret": secret})
 

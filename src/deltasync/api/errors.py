@@ -167,7 +167,13 @@ class ApiError(Exception):
         return error
 
 
+# Reasons a caller must not tell apart from another: cancelling another account's order
+# answers exactly as cancelling an id that does not exist (no order-id oracle).
+_PUBLIC_REASON = {"not_order_owner": "unknown_order"}
+
+
 def rejection_error(reason: str, detail: dict[str, Any] | None = None) -> ApiError:
+    reason = _PUBLIC_REASON.get(reason, reason)
     code = REJECTION_CODES.get(reason, OTHER_REJECT)
     data: dict[str, Any] = {"reason": reason}
     if detail:

@@ -340,6 +340,8 @@ class ApiServer:
 
     async def _ws_call(self, session: Session, method: Any, params: Any,
                        release_gate: Callable[[], None]) -> Any:
+        if type(method) is not str:  # a list or an object cannot even be looked up
+            raise ApiError(errors.INVALID_REQUEST, {"reason": "method must be a string"})
         writes = session.writes
         if method in WRITE_METHODS:
             pipeline = WritePipeline(writes, release_gate)
