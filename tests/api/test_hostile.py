@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from typing import Any
 
 import aiohttp
 import pytest
 
+from deltasync.api.auth import Authenticator, KeyStore, hmac_header
 from deltasync.api.server import ApiServer
 from deltasync.client import ApiError, Client
 
@@ -206,5 +208,50 @@ def test_cancelling_another_accounts_order_answers_as_an_unknown_id() -> None:
             finally:
                 await owner.close()
                 await other.close()
+
+    asyncio.run(main())
+
+
+def test_a_signed_request_is_never_replayable_inside_the_window() -> None:
+    """Defect 4: after 10,000 further signed requests of one key inside the 60 s window the
+    nonce memory evicted, and a replayed ``private/buy`` placed a second order. Now a full
+    memory refuses (10028) rather than forgets; it is sized down to 20 here so that the test
+    sends 20 requests, not 10,000."""
+
+    async def main() -> None:
+        clock = [time.time_ns() // 1_000_000]
+        keys = KeyStore()
+        auth = Authenticator(keys, now_ms=lambda: clock[0], nonces_max=20)
+        async with running(keystore=keys, auth=auth) as server:
+            client = await new_client(server, ws=False)
+            assert client.client_id is not None and client.client_secret is not None
+
+            async def signed(method: str, params: dict[str, Any], nonce: str,
+                             ts_ms: int | None = None) -> tuple[int, dict[str, Any]]:
+                body = _rpc(method, params, nonce)
+                header = hmac_header(client.client_id or "", client.client_secret or "",
+                                     "POST", "/api/v2", body, ts_ms or clock[0], nonce)
+                return await raw_post(server, "/api/v2", body, {"Authorization": header})
+
+            try:
+                buy = {"instrument_name": CALL, "amount": "0.1", "price": "100"}
+                first_ts = clock[0]
+                status, body = await signed("private/buy", buy, "n0", first_ts)
+                assert status == 200 and body["result"]["order"]["order_state"] == "open"
+                for index in range(1, 20):
+                    status, body = await signed("private/get_open_orders", {}, f"n{index}")
+                    assert status == 200, body
+                status, body = await signed("private/get_open_orders", {}, "n20")
+                assert status == 429 and body["error"]["code"] == 10028, body
+                status, body = await signed("private/buy", buy, "n0", first_ts)  # the replay
+                assert body["error"]["code"] == 13004, body
+                assert body["error"]["data"]["reason"] == "nonce already used"
+                clock[0] += 2 * auth.window_ms + 1  # the first nonces expire with their window
+                status, body = await signed("private/buy", buy, "n0", first_ts)
+                assert body["error"]["data"]["reason"] == "timestamp outside the window", body
+                status, body = await signed("private/get_open_orders", {}, "n21")
+                assert status == 200 and len(body["result"]) == 1, body  # one order, not two
+            finally:
+                await client.close()
 
     asyncio.run(main())

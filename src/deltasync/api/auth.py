@@ -162,8 +162,10 @@ class Authenticator:
         monotonic_s: Callable[[], float] = time.monotonic,
         token_ttl_s: int = limits.api_token_ttl_s,
         window_ms: int = limits.api_timestamp_window_ms,
+        nonces_max: int = limits.api_nonces_per_key_max,
     ) -> None:
         self.keys = keys
+        self.nonces_max = nonces_max
         self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
         self._monotonic_s = monotonic_s
         self.token_ttl_s = token_ttl_s
@@ -264,16 +266,27 @@ class Authenticator:
         self._use_nonce(key.client_id, f"{timestamp_ms}:{nonce}", now_ms)
 
     def _use_nonce(self, client_id: str, nonce: str, now_ms: int) -> None:
+        """Remember ``nonce`` (``timestamp:nonce``) of a key; exact, never evicting.
+
+        A nonce that arrived at ``seen_ms`` carries a timestamp of at most
+        ``seen_ms + window``, which is refused once ``now > seen_ms + 2 * window``: only
+        then is it forgotten. A key whose memory is full is refused (10028) until its
+        oldest nonces expire; nothing inside the window is ever forgotten, so no signed
+        request can be replayed (``limits.api_signed_requests_per_key_per_s`` fits)."""
         seen = self._nonces.setdefault(client_id, OrderedDict())
-        # Forget nonces older than the window: their timestamps are refused anyway.
         horizon_ms = now_ms - 2 * self.window_ms
         while seen:
             oldest, seen_ms = next(iter(seen.items()))
-            if seen_ms >= horizon_ms and len(seen) < limits.api_nonces_per_key_max:
+            if seen_ms >= horizon_ms:
                 break
             del seen[oldest]
         if nonce in seen:
             raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "nonce already used"})
+        if len(seen) >= self.nonces_max:
+            raise ApiError(errors.TOO_MANY_REQUESTS, {
+                "reason": "too many signed requests for this key inside the timestamp window; "
+                          "use an access token", "nonces_max": self.nonces_max,
+                "window_ms": self.window_ms})
         seen[nonce] = now_ms
 
     # --- tokens ---------------------------------------------------------------

@@ -123,7 +123,12 @@ ws_message_bytes_max = 64 * 1024
 subscriptions_per_session_max = 256
 # api (issue 5): auth, rate limits, sessions
 api_timestamp_window_ms = 60_000  # signed requests must be this fresh
-api_nonces_per_key_max = 10_000  # remembered per client_id inside the window
+# Nonces are exact: a key's nonce is remembered until a request with its timestamp would be
+# refused anyway (at most 2 windows after it arrived); when a key's memory is full, further
+# signed requests of that key are refused (10028) instead of anything being forgotten. The
+# memory holds this sustained rate of signed requests per key (tokens have no such limit):
+api_signed_requests_per_key_per_s = 80
+api_nonces_per_key_max = 10_000  # remembered per client_id, see above
 api_token_ttl_s = 900
 api_tokens_per_key_max = 32
 api_credits_max = 50_000  # Deribit-style credit bucket per key / connection
@@ -151,6 +156,9 @@ venue_block_subscriber_queue_max = 10_000  # blocks queued for one subscriber of
 venue_accounts_per_node = 1_000_000  # a node allocates account ids node_id * this + k
 venue_peer_timeout_s = 1.0  # one HTTP call to another node's API (cluster status)
 assert api_ws_requests_inflight_max <= api_ws_outbound_messages_max, "every answer fits the queue"
+assert api_nonces_per_key_max >= (
+    api_signed_requests_per_key_per_s * 2 * api_timestamp_window_ms // 1000
+), "a key's nonce memory holds two windows of signed requests at the sustained rate"
 assert venue_liquidation_orders_kept_max <= venue_orders_kept_max
 assert venue_trades_per_instrument_max <= venue_trades_by_id_kept_max
 assert accounts_max // venue_accounts_per_node >= 2, "room for node ids 1.."
