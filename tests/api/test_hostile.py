@@ -255,3 +255,36 @@ def test_a_signed_request_is_never_replayable_inside_the_window() -> None:
                 await client.close()
 
     asyncio.run(main())
+
+
+def test_a_core_that_raises_in_a_tick_stops_the_node_loudly_not_half_alive() -> None:
+    """Defect 1, the shell: an exception escaping the core (here from ``tick``, which ran
+    unguarded in the ticker task) stopped the ticker quietly and left a node that answered
+    but never campaigned again. The shell now stops the node loudly: waiting and new writes
+    get a structured error at once, reads still answer."""
+
+    async def main() -> None:
+        async with running() as server:
+            client = await new_client(server)
+            shell = server.venue.shell  # type: ignore[attr-defined]
+
+            def broken_tick(now_ns: int) -> None:
+                raise RuntimeError("injected core failure")
+
+            try:
+                shell.core.tick = broken_tick
+                for _ in range(200):
+                    if shell.stopped:
+                        break
+                    await asyncio.sleep(0.01)
+                assert shell.stopped
+                with pytest.raises(ApiError) as refused:
+                    await client.call("private/buy", {"instrument_name": CALL, "amount": "0.1",
+                                                      "price": "100"})
+                assert refused.value.code == 13028, refused.value
+                status, body = await raw_post(server, "/api/v2", _rpc("public/test", {}))
+                assert status == 200 and "version" in body["result"]
+            finally:
+                await client.close()
+
+    asyncio.run(main())

@@ -96,10 +96,15 @@ class NodeShell:
     def tick(self) -> None:
         """One logical clock tick of the core, then whatever it has to hand out (unless a
         flush is already scheduled: a batching window then runs to its end)."""
-        if not self.stopped:
+        if self.stopped:
+            return
+        try:
             self.core.tick(self.clock_ns())
-            if not self._flush_scheduled:
-                self._flush()
+        except Exception as exc:  # the ticker must not die quietly and leave a node that
+            self._core_failed(exc)  # answers but never campaigns: stop it loudly instead
+            return
+        if not self._flush_scheduled:
+            self._flush()
 
     async def _ticker(self) -> None:
         next_at = time.monotonic()
@@ -127,14 +132,8 @@ class NodeShell:
             return
         try:
             out = self.core.process(self.clock_ns())
-        except (OSError, StorageError) as exc:
-            # The disk refused a write or an fsync (full, failing): nothing may be
-            # acknowledged any more. Stop here; a restart recovers from what is durable.
-            self._fatal("storage failure", exc)
-            return
-        except Exception as exc:  # a bug in the core or the state machine: stop loudly
-            log.exception("the node core failed")
-            self._fatal("node core failed", exc)
+        except Exception as exc:
+            self._core_failed(exc)
             return
         for peer, payload in out.messages:
             self._send(peer, payload)
@@ -152,6 +151,17 @@ class NodeShell:
                 read.set_result(None)
         if out.halted is not None:
             self._halt(out.halted)
+
+    def _core_failed(self, exc: Exception) -> None:
+        """An exception escaped the core: its state may be half-updated (a Ready taken but
+        not advanced), so it is never driven again. The shell stops loudly; a restart
+        recovers from what is durable."""
+        if isinstance(exc, (OSError, StorageError)):
+            # The disk refused a write or an fsync (full, failing): nothing may be acknowledged.
+            self._fatal("storage failure", exc)
+            return
+        log.exception("the node core failed")  # a bug in the core or the state machine
+        self._fatal("node core failed", exc)
 
     @staticmethod
     def _call(callback: Callable[[Any], None], value: Any) -> None:
@@ -364,7 +374,13 @@ class NodeServer(NodeShell):
         self.transport.flush(peer)
 
     def _on_peer_message(self, peer: int, payload: bytes) -> None:
-        self.core.receive(peer, payload, self.clock_ns())
+        if self.stopped:
+            return
+        try:
+            self.core.receive(peer, payload, self.clock_ns())
+        except Exception as exc:  # receive drops garbage itself; anything else is a bug
+            self._core_failed(exc)
+            return
         self._schedule_flush()
 
     def _fatal(self, reason: str, exc: BaseException) -> None:
