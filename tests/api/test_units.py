@@ -12,6 +12,7 @@ from deltasync.api.errors import ApiError, from_venue_error
 from deltasync.api.jsonio import JsonError, dumps, loads, money
 from deltasync.api.params import Params
 from deltasync.api.ratelimit import CreditBuckets, RateLimit
+from deltasync.core import limits
 from deltasync.venue.combos import make_combo, parse_combo
 from deltasync.venue.errors import VenueError
 from deltasync.venue.views import ComboLeg
@@ -186,3 +187,30 @@ def test_credit_bucket_refuses_then_refills() -> None:
     now[0] = 1.0
     assert buckets.try_spend("k")
     assert not buckets.try_spend("k")
+
+
+def test_a_signed_refresh_token_is_single_use_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The used refresh tokens were one list for all keys that forgot the oldest after
+    10,000 refreshes: a captured refresh token became usable again. Now they are kept per
+    key until they expire, and a full memory refuses instead of forgetting."""
+    monkeypatch.setattr(limits, "api_refresh_tokens_used_per_key_max", 5)
+    clock = [1_800_000_000_000]
+    auth = Authenticator(KeyStore(b"k" * 32), now_ms=lambda: clock[0], token_ttl_s=60)
+    key = auth.keys.create(account_id=2_000_001)
+    grant = auth.grant({"grant_type": "client_credentials", "client_id": key.client_id,
+                        "client_secret": key.client_secret})
+    first = grant["refresh_token"]
+    token = first
+    for _ in range(5):
+        token = auth.grant({"grant_type": "refresh_token", "refresh_token": token})[
+            "refresh_token"]
+    with pytest.raises(ApiError) as full:
+        auth.grant({"grant_type": "refresh_token", "refresh_token": token})
+    assert full.value.code == errors.TOO_MANY_REQUESTS
+    with pytest.raises(ApiError) as replay:
+        auth.grant({"grant_type": "refresh_token", "refresh_token": first})
+    assert replay.value.data["reason"] == "invalid refresh_token"
+    clock[0] += 31 * 60 * 1000  # every token used so far has expired
+    with pytest.raises(ApiError) as expired:
+        auth.grant({"grant_type": "refresh_token", "refresh_token": first})
+    assert expired.value.data["reason"] == "token_expired"

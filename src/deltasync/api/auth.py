@@ -174,7 +174,8 @@ class Authenticator:
         self._tokens_by_key: dict[str, OrderedDict[str, None]] = {}
         self._nonces: dict[str, OrderedDict[str, int]] = {}
         self._logged_out_ms: dict[str, int] = {}  # signed tokens issued before are refused
-        self._used_refresh: OrderedDict[str, None] = OrderedDict()  # signed refresh tokens
+        # signed refresh tokens already used, per key: token -> its expiry (s)
+        self._used_refresh: dict[str, OrderedDict[str, int]] = {}
 
     # --- grants -------------------------------------------------------------
 
@@ -236,17 +237,31 @@ class Authenticator:
             raise errors.invalid_param("refresh_token", "value_required")
         signed = self._verify_signed(token, "r")
         if signed is not None:
-            if token in self._used_refresh:
-                raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "invalid refresh_token"})
-            self._used_refresh[token] = None
-            while len(self._used_refresh) > limits.api_nonces_per_key_max:
-                self._used_refresh.popitem(last=False)
+            self._use_refresh_token(signed.client_id, token)
             return signed
         record = self._tokens.get(token)
         if record is None or not record.refresh or record.expires_at_s < self._monotonic_s():
             raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "invalid refresh_token"})
         self._drop(token)  # a refresh token is single-use
         return record.principal
+
+    def _use_refresh_token(self, client_id: str, token: str) -> None:
+        """A signed refresh token is single use: remembered exactly until it expires (it
+        is refused anyway after that), never evicted; a key whose memory is full is
+        refused (10028) rather than made able to reuse an old token."""
+        used = self._used_refresh.setdefault(client_id, OrderedDict())
+        now_s = self._now_ms() // 1000
+        while used:  # tokens expire in about the order they were used
+            oldest, expires_s = next(iter(used.items()))
+            if expires_s >= now_s:
+                break
+            del used[oldest]
+        if token in used:
+            raise ApiError(errors.INVALID_CREDENTIALS, {"reason": "invalid refresh_token"})
+        if len(used) >= limits.api_refresh_tokens_used_per_key_max:
+            raise ApiError(errors.TOO_MANY_REQUESTS, {
+                "reason": "too many token refreshes for this key; authenticate again later"})
+        used[token] = int(token.split("~")[2])  # its expiry (s), checked by _verify_signed
 
     def verify_signature(
         self, key: ApiKey, timestamp_ms: int, nonce: str, data: str, signature: str

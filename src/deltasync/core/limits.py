@@ -130,6 +130,9 @@ api_timestamp_window_ms = 60_000  # signed requests must be this fresh
 api_signed_requests_per_key_per_s = 80
 api_nonces_per_key_max = 10_000  # remembered per client_id, see above
 api_token_ttl_s = 900
+# used signed refresh tokens remembered per key until they expire (30 TTLs); a client
+# refreshes about once per TTL, so this allows ~33 refreshes per TTL before refusing (10028)
+api_refresh_tokens_used_per_key_max = 1_000
 api_tokens_per_key_max = 32
 api_credits_max = 50_000  # Deribit-style credit bucket per key / connection
 api_credits_refill_per_s = 50_000
