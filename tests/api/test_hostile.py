@@ -288,3 +288,38 @@ def test_a_core_that_raises_in_a_tick_stops_the_node_loudly_not_half_alive() -> 
                 await client.close()
 
     asyncio.run(main())
+
+
+def test_a_failure_outside_a_handler_fails_only_its_request() -> None:
+    """The class behind defect 7: an exception outside the method handler (in the credential
+    check, in the WebSocket request task) gave aiohttp's bare HTTP 500 or a task that died
+    without answering. Now it is answered -32603 with the request's id and logged once."""
+
+    async def main() -> None:
+        async with running() as server:
+            client = await new_client(server)
+            try:
+                real_header, real_call = server.auth.http_header, server._ws_call
+
+                def broken(*args: Any) -> Any:
+                    raise RuntimeError("injected bug")
+
+                server.auth.http_header = broken  # type: ignore[method-assign]
+                status, body = await raw_post(server, "/api/v2", _rpc("public/test", {}, 5),
+                                              {"Authorization": "Bearer x"})
+                assert status == 500 and body["id"] == 5 and body["error"]["code"] == -32603
+                server.auth.http_header = real_header  # type: ignore[method-assign]
+                server._ws_call = broken  # type: ignore[method-assign]
+                async with aiohttp.ClientSession() as http, http.ws_connect(
+                        server.url + "/ws/api/v2") as ws:
+                    await ws.send_str(_rpc("public/test", {}, 6))
+                    answer = json.loads((await ws.receive(timeout=5.0)).data)
+                    assert answer["id"] == 6 and answer["error"]["code"] == -32603, answer
+                server._ws_call = real_call  # type: ignore[method-assign]
+                assert server.internal_errors == 2
+                server.internal_errors = 0
+                await _still_trading(server, client)
+            finally:
+                await client.close()
+
+    asyncio.run(main())

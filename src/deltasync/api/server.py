@@ -145,9 +145,15 @@ class ApiServer:
         except TimeoutError:
             raise ApiError(errors.TEMPORARILY_UNAVAILABLE, {"reason": "request timed out"}) from None
         except Exception:
-            self.internal_errors += 1
             log.exception("handler for %s failed", method)
+            self.internal_errors += 1
             raise ApiError(errors.INTERNAL_ERROR) from None
+
+    def _internal_error(self) -> ApiError:
+        """A request failed outside its handler (a bug): logged once, answered -32603."""
+        self.internal_errors += 1
+        log.exception("request failed")
+        return ApiError(errors.INTERNAL_ERROR)
 
     def _envelope(self, request_id: Any, us_in: int, result: Any = None,
                   error: ApiError | None = None) -> dict[str, Any]:
@@ -227,6 +233,8 @@ class ApiServer:
             return self._reply(self._envelope(request_id, us_in, result))
         except ApiError as error:
             return self._reply(self._envelope(request_id, us_in, error=error))
+        except Exception:  # a bug outside the handler: this request fails, not the server
+            return self._reply(self._envelope(request_id, us_in, error=self._internal_error()))
 
     async def _post_rpc(self, request: web.Request) -> web.Response:
         us_in = _now_us()
@@ -243,6 +251,8 @@ class ApiServer:
             return self._reply(self._envelope(request_id, us_in, result))
         except ApiError as error:
             return self._reply(self._envelope(request_id, us_in, error=error))
+        except Exception:  # a bug outside the handler: this request fails, not the server
+            return self._reply(self._envelope(request_id, us_in, error=self._internal_error()))
 
     # --- WebSocket ----------------------------------------------------------------------
 
@@ -335,6 +345,9 @@ class ApiServer:
                 session.close()
         except ApiError as error:
             session.push(self._text(self._envelope(request_id, us_in, error=error))[0])
+        except Exception:  # a bug outside the handler: answered, never a dead task
+            internal = self._internal_error()
+            session.push(self._text(self._envelope(request_id, us_in, error=internal))[0])
         finally:
             release()
 
