@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("deltasync.node.server", reason="the node is not here yet")
 
 
+@pytest.mark.dates
 @pytest.mark.timeout(120)
 def test_demo_runs_a_cluster_through_the_scenario(tmp_path: Path) -> None:
     data_dir = tmp_path / "cluster"

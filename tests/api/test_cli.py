@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from decimal import Decimal
+
+import pytest
 
 from deltasync.client import Client
 
@@ -63,6 +66,7 @@ def test_account_creation_is_refused_outside_demo_mode() -> None:
     asyncio.run(main())
 
 
+@pytest.mark.dates
 def test_dev_venue_serves_until_terminated() -> None:
     async def main() -> None:
         import signal
@@ -80,6 +84,9 @@ def test_dev_venue_serves_until_terminated() -> None:
                 assert (await api.get_account_summary()).balance == Decimal(1000)
                 assert created["account_id"] >= 1000
                 assert await api.get_index_price("btc_usdc") is not None
+                # its genesis lists expiries after today, whatever today is
+                expiries_ms = [i["expiration_timestamp"] for i in await api.get_instruments("BTC")]
+                assert expiries_ms and min(expiries_ms) > time.time() * 1000 + 86_400_000
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 30)

@@ -14,10 +14,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from deltasync.client import ApiError, BookTracker, Client
 from processes.cluster_util import LocalCluster
 
-CALL = "BTC_USDC-25DEC26-100000-C"
+
+async def _nearest_call(client: Client, strike: int = 100_000) -> str:
+    """The BTC call at ``strike`` of the nearest live expiry, found as the quickstart
+    finds it (``public/get_instruments``): the cluster's genesis lists expiries
+    relative to its start, so the name depends on the date the test runs."""
+    calls = [i for i in await client.get_instruments("BTC", "option")
+             if i["option_type"] == "call" and Decimal(str(i["strike"])) == strike]
+    assert calls, "no live BTC call listed"
+    return str(min(calls, key=lambda i: int(i["expiration_timestamp"]))["instrument_name"])
 
 
 async def _wait_api(url: str, timeout_s: float = 20.0) -> None:
@@ -43,6 +53,7 @@ async def _until(predicate: Any, timeout_s: float = 15.0) -> Any:
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.dates
 def test_api_of_a_three_node_cluster(tmp_path: Path) -> None:
     cluster = LocalCluster(tmp_path, nodes=3)
     cluster.up()
@@ -66,6 +77,7 @@ async def _scenario(cluster: LocalCluster) -> None:
             return await probe.get_index_price("btc_usdc") is not None
 
         await _until(index_known)
+        option = await _nearest_call(probe)
 
     # Accounts created through a follower; their keys work on every node.
     maker = Client(urls[follower], timeout_s=10)
@@ -77,14 +89,14 @@ async def _scenario(cluster: LocalCluster) -> None:
 
     watcher = Client(urls[leader], timeout_s=10)
     await watcher.connect()
-    book_sub = await watcher.subscribe(f"book.{CALL}.raw")
-    trades_sub = await watcher.subscribe(f"trades.{CALL}.raw")
+    book_sub = await watcher.subscribe(f"book.{option}.raw")
+    trades_sub = await watcher.subscribe(f"trades.{option}.raw")
     tracker = BookTracker()
     tracker.apply((await book_sub.next()).data)
 
-    placed = await maker.sell(CALL, "0.1", "2500", post_only=True, label="cluster")
+    placed = await maker.sell(option, "0.1", "2500", post_only=True, label="cluster")
     assert placed.order.order_state == "open"
-    fill = await taker.buy(CALL, "0.04", "2500")
+    fill = await taker.buy(option, "0.04", "2500")
     assert [(t.price, t.amount) for t in fill.trades] == [(Decimal(2500), Decimal("0.04"))]
 
     # Linearizable reads on every node, including followers, see the trade at once.
@@ -93,7 +105,7 @@ async def _scenario(cluster: LocalCluster) -> None:
             state = await same_key.get_order_state(placed.order.order_id)
             assert state.filled_amount == Decimal("0.04")
             positions = await same_key.get_positions()
-            assert [(p.instrument_name, p.size) for p in positions] == [(CALL, Decimal("-0.04"))]
+            assert [(p.instrument_name, p.size) for p in positions] == [(option, Decimal("-0.04"))]
 
     # Subscriptions on the leader saw the follower-submitted orders, chained by change_id.
     while tracker.levels()[1] != [(Decimal(2500), Decimal("0.06"))]:
@@ -130,9 +142,9 @@ async def _scenario(cluster: LocalCluster) -> None:
     survivor = Client(urls[leader], taker.client_id, taker.client_secret, timeout_s=10)
     await survivor.connect()
     await _until(lambda: _leader_known(survivor))
-    again = await survivor.buy(CALL, "0.02", "2500")
+    again = await survivor.buy(option, "0.02", "2500")
     assert again.order.order_state == "filled"
-    assert (await survivor.get_position(CALL)).size == Decimal("0.06")
+    assert (await survivor.get_position(option)).size == Decimal("0.06")
     cluster.restart(other)
     await _wait_api(urls[other])
 
@@ -140,7 +152,7 @@ async def _scenario(cluster: LocalCluster) -> None:
         async with Client(urls[other], timeout_s=5) as probe:
             try:
                 book = await probe.call("public/get_order_book",
-                                        {"instrument_name": CALL, "linearizable": True})
+                                        {"instrument_name": option, "linearizable": True})
             except ApiError:
                 return False
             return bool(book["asks"] == [[2500, Decimal("0.04")]])

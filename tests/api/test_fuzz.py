@@ -20,6 +20,8 @@ from deltasync.api.subscriptions import Hub  # noqa: E402
 from deltasync.exchange import invariants
 from deltasync.venue.local import LocalVenue  # noqa: E402
 
+from .harness import venue_now_ns  # noqa: E402
+
 CALL = "BTC_USDC-25DEC26-100000-C"
 NAMES = [f"public/{name}" for name in sorted(PUBLIC)] + [
     f"private/{name}" for name in sorted(PRIVATE)]
@@ -44,9 +46,11 @@ PARAMS = st.one_of(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=8),
                    VALUES)
 
 
+@pytest.mark.dates
 def test_hostile_params_never_crash_a_method() -> None:
     loop = asyncio.new_event_loop()
-    venue = LocalVenue(demo_mode=True, block_interval_s=0.0, vol_ppm_default=500_000)
+    venue = LocalVenue(demo_mode=True, block_interval_s=0.0, vol_ppm_default=500_000,
+                       clock_ns=venue_now_ns)  # a fixed day: the genesis' expiries stay live
     keys = KeyStore()
     loop.run_until_complete(venue.start())
     try:
@@ -94,6 +98,7 @@ FULL_CORRUPT = [*SPECIAL, None, True, -1, 0, 2**70, [], {}, [1], {"a": 1},
                 Decimal("1e-30"), Decimal("-1e30"), Decimal("0.0000001")]
 
 
+@pytest.mark.dates
 def test_one_corrupted_field_in_a_valid_request_is_refused_cleanly() -> None:
     _sweep(SHORT_CORRUPT)
 
@@ -105,7 +110,7 @@ def test_one_corrupted_field_full_sweep() -> None:
 
 def _sweep(corrupt: list[object]) -> None:
     loop = asyncio.new_event_loop()
-    venue = LocalVenue(demo_mode=True, block_interval_s=0.0)
+    venue = LocalVenue(demo_mode=True, block_interval_s=0.0, clock_ns=venue_now_ns)
     keys = KeyStore()
     loop.run_until_complete(venue.start())
     try:

@@ -18,6 +18,9 @@ from deltasync.exchange.genesis import default_genesis
 
 from .harness import CALL, new_client, raw_get, raw_post, running
 
+# Cheap, and the first tests to break when a venue reads the wall-clock date (issue 9).
+pytestmark = pytest.mark.dates
+
 
 def test_public_methods_answer_with_deribit_envelopes() -> None:
     async def main() -> None:

@@ -9,8 +9,14 @@ import pytest
 from deltasync.core.errors import ConfigError
 from deltasync.core.fixed import Price
 from deltasync.core.ids import OptionKind
-from deltasync.core.timeutil import civil_from_days
-from deltasync.exchange.genesis import GenesisConfig, default_genesis, default_genesis_dict
+from deltasync.core.timeutil import NS_PER_DAY, NS_PER_HOUR, civil_from_days, days_from_civil
+from deltasync.exchange.genesis import (
+    GenesisConfig,
+    default_genesis,
+    default_genesis_dict,
+    live_genesis_dict,
+    weekly_expiries,
+)
 from deltasync.exchange.instruments import TickTier, expiry_ns_of
 
 
@@ -107,3 +113,23 @@ def test_reserve_is_premium_plus_fee_cap_on_every_tick() -> None:
                 instrument.premium_per_contract(price) + instrument.fee_cap_per_contract(price)
             )
             assert instrument.premium_per_contract(price) * 10**6 == price * instrument.contract_size_raw
+
+
+def test_weekly_expiries_are_the_next_fridays_at_eight_utc() -> None:
+    friday_ns = days_from_civil(2026, 11, 27) * NS_PER_DAY
+    assert weekly_expiries(friday_ns + 8 * NS_PER_HOUR - 1, 2) == ("27NOV26", "4DEC26")
+    assert weekly_expiries(friday_ns + 8 * NS_PER_HOUR, 2) == ("4DEC26", "11DEC26")
+    assert weekly_expiries(days_from_civil(2026, 12, 2) * NS_PER_DAY, 3) == (
+        "4DEC26", "11DEC26", "18DEC26")
+    assert weekly_expiries(days_from_civil(2031, 12, 27) * NS_PER_DAY, 2) == ("2JAN32", "9JAN32")
+
+
+def test_live_genesis_lists_three_expiries_at_least_a_day_ahead() -> None:
+    for day in range(days_from_civil(2031, 6, 9), days_from_civil(2031, 6, 16)):  # a whole week
+        now_ns = day * NS_PER_DAY + 13 * NS_PER_HOUR
+        config = GenesisConfig.from_dict(live_genesis_dict(now_ns))
+        expiries = sorted({i.expiry_ns for i in config.build_instruments()})
+        assert [b - a for a, b in zip(expiries, expiries[1:], strict=False)] == [7 * NS_PER_DAY] * 2
+        assert now_ns + NS_PER_DAY < expiries[0] <= now_ns + 8 * NS_PER_DAY
+        assert config.genesis_time_ns == day * NS_PER_DAY
+        assert len(config.instruments) == len(default_genesis().instruments)

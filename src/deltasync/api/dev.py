@@ -12,13 +12,14 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 
 from deltasync.api.server import ApiServer
-from deltasync.venue.local import LocalVenue
+from deltasync.venue.local import LocalVenue, live_genesis
 
 
 async def serve(host: str, port: int, oracle_interval_s: float) -> None:
-    venue = LocalVenue(demo_mode=True, oracle_interval_s=oracle_interval_s)
+    venue = LocalVenue(genesis=live_genesis(time.time_ns()), demo_mode=True, oracle_interval_s=oracle_interval_s)
     await venue.start()
     server = ApiServer(venue, host, port, demo_mode=True)
     await server.start()

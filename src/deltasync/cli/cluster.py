@@ -100,8 +100,15 @@ def write_configs(
     data_dir: Path, nodes: int, base_port: int, demo_mode: bool, extra: dict[str, Any] | None = None,
     demo_oracle: bool = False,
 ) -> dict[str, Any]:
-    """Write cluster.json and one config.json per node; returns the cluster description."""
+    """Write cluster.json and one config.json per node; returns the cluster description.
+
+    Without a ``genesis`` in ``extra`` every node gets the same live genesis, computed
+    once here from the wall clock (``live_genesis_dict``): the default venue with the
+    next Friday expiries, so a cluster started on any date has options to trade."""
+    from deltasync.exchange.genesis import live_genesis_dict
+
     data_dir.mkdir(parents=True, exist_ok=True)
+    genesis = live_genesis_dict(time.time_ns())
     secret = secrets.token_hex(32)
     peers = {str(i): f"127.0.0.1:{base_port + i}" for i in range(1, nodes + 1)}
     api_ports = {i: base_port + 100 + i for i in range(1, nodes + 1)}
@@ -121,6 +128,7 @@ def write_configs(
             "demo_mode": demo_mode,
             "demo_oracle": demo_oracle,
             "seed": i,
+            "genesis": genesis,
             **(extra or {}),
         }
         (directory / "config.json").write_text(json.dumps(config, indent=2))

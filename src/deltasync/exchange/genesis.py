@@ -42,13 +42,20 @@ from deltasync.core import limits as core_limits
 from deltasync.core.errors import ConfigError, DeltasyncError
 from deltasync.core.fixed import PRICE_DECIMALS, QUANTITY_DECIMALS, format_decimal, parse_decimal
 from deltasync.core.ids import OptionKind, parse_option_name
-from deltasync.core.timeutil import MONTHS, NS_PER_DAY, days_from_civil, is_valid_date
+from deltasync.core.timeutil import (
+    MONTHS,
+    NS_PER_DAY,
+    days_from_civil,
+    format_ddmmmyy,
+    is_valid_date,
+)
 from deltasync.exchange.instruments import (
     PPM,
     FeeSchedule,
     Instrument,
     TickTier,
     UnderlyingSpec,
+    expiry_ns_of,
     make_instrument,
     option_name,
 )
@@ -415,19 +422,34 @@ def _check_instruments(config: GenesisConfig) -> None:
 
 
 DEFAULT_EXPIRIES = ("27NOV26", "25DEC26", "29JAN27")
+LIVE_LEAD_NS = NS_PER_DAY  # a live genesis' nearest expiry is at least this far away
+FRIDAY_DAY_MOD_7 = 1  # day 0 (1970-01-01) was a Thursday, so days % 7 == 1 are Fridays
 
 
-def default_genesis_dict() -> dict[str, Any]:
-    """A ready BTC/ETH venue: three Friday expiries, nine strikes each, calls and puts."""
+def weekly_expiries(after_ns: int, count: int) -> tuple[str, ...]:
+    """The first ``count`` Friday expiries (08:00 UTC) strictly after block time
+    ``after_ns``, spelled ``25DEC26``."""
+    day = after_ns // NS_PER_DAY
+    day += (FRIDAY_DAY_MOD_7 - day) % 7  # the first Friday on or after that day
+    if expiry_ns_of(day) <= after_ns:
+        day += 7
+    return tuple(format_ddmmmyy(day + 7 * week) for week in range(count))
+
+
+def default_genesis_dict(
+    expiries: tuple[str, ...] = DEFAULT_EXPIRIES, genesis_time_ns: int = GENESIS_TIME_NS_DEFAULT
+) -> dict[str, Any]:
+    """A ready BTC/ETH venue: Friday expiries (three fixed ones unless given), nine strikes
+    each, calls and puts."""
     btc_strikes = [str(80_000 + 5_000 * i) for i in range(9)]
     eth_strikes = [str(2_500 + 250 * i) for i in range(9)]
     listings = []
-    for expiry in DEFAULT_EXPIRIES:
+    for expiry in expiries:
         listings.append({"underlying": "BTC", "expiry": expiry, "strikes": btc_strikes})
         listings.append({"underlying": "ETH", "expiry": expiry, "strikes": eth_strikes})
     return {
         "chain_id": "deltasync-local",
-        "genesis_time_ns": GENESIS_TIME_NS_DEFAULT,
+        "genesis_time_ns": genesis_time_ns,
         "quote": QUOTE,
         "underlyings": copy.deepcopy(DEFAULT_UNDERLYINGS),
         "fees": dict(DEFAULT_FEES),
@@ -435,6 +457,19 @@ def default_genesis_dict() -> dict[str, Any]:
         "admin_account": 1,
         "listings": listings,
     }
+
+
+def live_genesis_dict(now_ns: int) -> dict[str, Any]:
+    """The default venue as of ``now_ns``: genesis at the start of that day (UTC) and the
+    first three Friday expiries at least ``LIVE_LEAD_NS`` after ``now_ns``.
+
+    For venues that start on the wall clock (``cluster up``, the dev venue, ``bench
+    consensus``, the real-process tests), so that they trade live options on any date.
+    It is computed once and written into every node's config: replicas never derive
+    their genesis from their own clock. (The listings do not roll yet: after the last
+    of the three expiries the venue has nothing to trade.)"""
+    expiries = weekly_expiries(now_ns + LIVE_LEAD_NS, len(DEFAULT_EXPIRIES))
+    return default_genesis_dict(expiries, now_ns - now_ns % NS_PER_DAY)
 
 
 def default_genesis() -> GenesisConfig:

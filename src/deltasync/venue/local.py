@@ -29,7 +29,7 @@ from typing import Any
 from deltasync.consensus import Role
 from deltasync.core import limits
 from deltasync.exchange.assembly import new_exchange
-from deltasync.exchange.genesis import GenesisConfig, default_genesis
+from deltasync.exchange.genesis import GenesisConfig, default_genesis, live_genesis_dict
 from deltasync.exchange.state import ExchangeState
 from deltasync.node import machine
 from deltasync.node.block import Noop
@@ -62,6 +62,12 @@ def _one_node_core(state: ExchangeState, block_commands_max: int) -> NodeCore:
         machine_factory=lambda: state, machine_restore=machine.restore_machine,
         command_codec=machine.command_codec(), rng=random.Random(NODE_ID), settings=settings,
     )
+
+
+def live_genesis(now_ns: int) -> GenesisConfig:
+    """The default venue with Friday expiries after ``now_ns`` (``live_genesis_dict``),
+    for a wall-clock venue that must have live options on any date."""
+    return GenesisConfig.from_dict(live_genesis_dict(now_ns))
 
 
 class LocalVenue(ShellVenue):
