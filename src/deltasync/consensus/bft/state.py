@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from deltasync.consensus.bft import limits
 from deltasync.consensus.bft.messages import (
     BFT_MESSAGES,
     Block,
@@ -15,6 +14,7 @@ from deltasync.consensus.bft.messages import (
     TimeoutCert,
 )
 from deltasync.consensus.bft.validators import ValidatorSet
+from deltasync.core import limits
 from deltasync.core.errors import ConfigError, LocalError
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from nacl.signing import VerifyKey
 
 from deltasync.consensus.bft.crypto import PUBLIC_KEY_BYTES, signature_valid, verify_key
-from deltasync.consensus.bft.limits import bft_validators_max
 from deltasync.core.errors import ConfigError
+from deltasync.core.limits import bft_validators_max
 
 
 @dataclass(frozen=True, slots=True)
