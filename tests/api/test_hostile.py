@@ -290,6 +290,38 @@ def test_a_core_that_raises_in_a_tick_stops_the_node_loudly_not_half_alive() -> 
     asyncio.run(main())
 
 
+def test_a_task_of_the_node_that_dies_stops_the_node_loudly() -> None:
+    """Every task the shell starts is supervised: the venue's demo-oracle loop failing on
+    an unexpected exception used to end the task quietly (the node kept answering with an
+    oracle that never reported again). Now the node stops loudly, as for a core failure."""
+
+    async def main() -> None:
+        async with running() as server:
+            client = await new_client(server)
+            venue = server.venue
+            shell = venue.shell  # type: ignore[attr-defined]
+
+            def broken_reports(time_ns: int) -> list[Any]:
+                raise RuntimeError("injected oracle failure")
+
+            try:
+                venue._oracle.reports = broken_reports  # type: ignore[attr-defined]
+                venue.set_demo_price("BTC", 101_000 * 10**6)  # type: ignore[attr-defined]
+                for _ in range(200):
+                    if shell.stopped:
+                        break
+                    await asyncio.sleep(0.01)
+                assert shell.stopped
+                with pytest.raises(ApiError) as refused:
+                    await client.call("private/buy", {"instrument_name": CALL, "amount": "0.1",
+                                                      "price": "100"})
+                assert refused.value.code == 13028, refused.value
+            finally:
+                await client.close()
+
+    asyncio.run(main())
+
+
 def test_a_failure_outside_a_handler_fails_only_its_request() -> None:
     """The class behind defect 7: an exception outside the method handler (in the credential
     check, in the WebSocket request task) gave aiohttp's bare HTTP 500 or a task that died

@@ -18,7 +18,7 @@ import random
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from deltasync.core.errors import DeltasyncError
@@ -80,7 +80,23 @@ class NodeShell:
     # --- driving the core ------------------------------------------------------------
 
     def start_ticker(self) -> None:
-        self._tasks.append(asyncio.get_running_loop().create_task(self._ticker()))
+        self.supervise(self._ticker(), "ticker")
+
+    def supervise(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Start a task the node depends on. Such a task never ends by itself: if it does
+        (an exception it did not handle, or a return), the node must not go on half-alive,
+        so it stops loudly (``_fatal``). ``stop`` cancels it quietly."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        task.add_done_callback(self._task_ended)
+        self._tasks.append(task)
+        return task
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.stopped:
+            return
+        failure = task.exception() or RuntimeError(f"task {task.get_name()} returned")
+        log.error("task %s ended: %r", task.get_name(), failure)
+        self._fatal(f"task {task.get_name()} failed", failure)
 
     async def stop(self) -> None:
         """Stop ticking and answer every waiting command with ``error="stopped"``."""
@@ -329,11 +345,10 @@ class NodeServer(NodeShell):
 
     async def start(self) -> None:
         await self.transport.start()
-        loop = asyncio.get_running_loop()
         self.start_ticker()
-        self._tasks.append(loop.create_task(self._status_writer()))
+        self.supervise(self._status_writer(), "status-writer")
         if self.config.demo_oracle:
-            self._tasks.append(loop.create_task(self._demo_oracle()))
+            self.supervise(self._demo_oracle(), "demo-oracle")
         if self.config.gateway_address is not None:
             from deltasync.node.gateway import GatewayServer
 

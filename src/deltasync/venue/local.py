@@ -120,7 +120,7 @@ class LocalVenue(ShellVenue):
             await self._report_prices()
             await self.shell.submit(Noop(b""))
             self._oracle_wake = asyncio.Event()
-            self._oracle_task = asyncio.create_task(self._oracle_loop(), name="local-venue-oracle")
+            self._oracle_task = self.shell.supervise(self._oracle_loop(), "demo-oracle")
 
     async def stop(self) -> None:
         if self._oracle_task is not None:
